@@ -1,0 +1,154 @@
+"""`pascal_voc`: PASCAL VOC 2012 semantic segmentation (the PAS-20 benchmark), from a manual download."""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from keras_openseg.datasets import _manual_dir
+
+# Label values of VOC's SegmentationClass PNGs: 0 = background, 1..20 the classes in this order, 255 = the
+# "void" outline around objects (and unlabeled pixels). The names are VOC's own (`tvmonitor`, `pottedplant`,
+# `diningtable`), the spelling of the PAS-20 benchmark list.
+CLASS_NAMES = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+IGNORE_LABEL = 255
+
+_ROOT = "VOCdevkit/VOC2012"
+# tfds split -> VOC's ImageSets/Segmentation list.
+_SPLITS = {"train": "train", "validation": "val"}
+
+
+class PascalVOC(tfds.core.GeneratorBasedBuilder):
+    """PASCAL VOC 2012 semantic segmentation with the raw VOC labels, built from a manual download.
+
+    OpenSeg evaluates zero-shot on PASCAL VOC as PAS-20 (paper sec. 4.1): the 20 object classes, with
+    background handled by the evaluation. This builder keeps VOC's raw label values unchanged, so the
+    evaluation decides what background means: `semantic` holds 0 = background, 1..20 the classes in
+    `info.metadata["class_names"]` order (background first, then the 20 classes with VOC's spellings, e.g.
+    `tvmonitor`), and 255 = VOC's void outline (`info.metadata["ignore_label"]`).
+
+    VOC's SegmentationClass files are palette PNGs: the pixel values are the class indices and the palette
+    only colours them. They are read as indices (never converted to RGB) and stored as 1-channel uint16 PNGs,
+    like the other semantic-segmentation builders.
+
+    Splits: `train` (1,464 images of `ImageSets/Segmentation/train.txt`) and `validation` (1,449 images of
+    `val.txt`, the benchmark split). A missing or truncated file stops the build with a
+    `keras_openseg.datasets._manual_dir.ManualDirError` naming it.
+
+    Example:
+    ```python
+    import tensorflow_datasets as tfds
+    import keras_openseg.datasets  # registers the builders
+
+    ds = tfds.load(
+        "pascal_voc/20",
+        split="validation",
+        download_and_prepare_kwargs={
+            "download_config": tfds.download.DownloadConfig(manual_dir="~/data/voc")
+        },
+    )
+    ```
+    """
+
+    name = "pascal_voc"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: VOC 2012 segmentation train/val with raw labels."}
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(
+            name="20",
+            description="VOC 2012 segmentation: background + 20 classes, raw label values, 255 = void.",
+        )
+    ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    Download VOCtrainval_11-May-2012.tar from
+    http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ and extract it into one folder (the manual dir):
+      tar -xf VOCtrainval_11-May-2012.tar -C <manual dir>
+    which gives
+      VOCdevkit/VOC2012/JPEGImages/*.jpg
+      VOCdevkit/VOC2012/SegmentationClass/*.png
+      VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val}.txt
+    Then: keras-openseg build-dataset pascal_voc/20 --manual-dir <manual dir>
+    """
+
+    def required_manual_paths(self):
+        """The files and folders the manual dir must hold (see `keras_openseg.datasets._manual_dir`)."""
+        return [
+            f"{_ROOT}/JPEGImages",
+            f"{_ROOT}/SegmentationClass",
+            *(f"{_ROOT}/ImageSets/Segmentation/{voc_split}.txt" for voc_split in _SPLITS.values()),
+        ]
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+                    "image/filename": tfds.features.Text(),
+                    "semantic": tfds.features.Image(shape=(None, None, 1), dtype=np.uint16, encoding_format="png"),
+                }
+            ),
+            supervised_keys=("image", "semantic"),
+            homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
+            metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES), ignore_label=IGNORE_LABEL),
+        )
+
+    def _split_generators(self, dl_manager):
+        manual_dir = dl_manager.manual_dir
+        _manual_dir.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
+        return {split: self._generate_examples(manual_dir, voc_split) for split, voc_split in _SPLITS.items()}
+
+    def _generate_examples(self, manual_dir, voc_split):
+        list_path = f"{_ROOT}/ImageSets/Segmentation/{voc_split}.txt"
+        image_ids = (manual_dir / list_path).read_text().split()
+        for image_id in image_ids:
+            label_path = f"{_ROOT}/SegmentationClass/{image_id}.png"
+            yield image_id, {
+                "image": _manual_dir.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg"),
+                "image/filename": f"{image_id}.jpg",
+                "semantic": read_class_indices(_manual_dir.decode_image(manual_dir, label_path), label_path),
+            }
+
+
+def read_class_indices(pixels, path="the label PNG"):
+    """Returns VOC label pixels as a `[H, W, 1]` uint16 array of raw class indices (0..20, 255).
+
+    Args:
+        pixels: np.ndarray. The decoded SegmentationClass PNG: `[H, W]` palette indices (Pillow mode "P" or
+            "L"). An RGB array means the file was re-saved in colour, which loses the indices.
+        path: str. The file, named in errors. Defaults to "the label PNG".
+
+    Returns:
+        np.ndarray. `[H, W, 1]` uint16.
+    """
+    if pixels.ndim != 2:
+        raise _manual_dir.ManualDirError(
+            f"{path}: expected a palette PNG of class indices ([H, W]), got pixels of shape {pixels.shape}; "
+            "use the SegmentationClass files of VOCtrainval_11-May-2012.tar unchanged."
+        )
+    values = np.unique(pixels)
+    unexpected = values[(values > len(CLASS_NAMES) - 1) & (values != IGNORE_LABEL)]
+    if unexpected.size:
+        raise _manual_dir.ManualDirError(
+            f"{path}: label values {unexpected.tolist()} are neither a VOC class (0..20) nor void (255)."
+        )
+    return pixels.astype(np.uint16)[..., None]
