@@ -1,0 +1,21 @@
+"""OpenSeg layers: feature fusion, feature heads, position embedding, mask-query decoder, mask pooling."""
+
+from keras_openseg.layers.feature_head import FeatureHead
+from keras_openseg.layers.fpn_fusion import FPNFusion
+from keras_openseg.layers.mask_cross_attention import MaskCrossAttentionBlock
+from keras_openseg.layers.mask_pooling import MaskPooling
+from keras_openseg.layers.mask_query_decoder import MaskQueryDecoder
+from keras_openseg.layers.position_embedding import LearnedPositionEmbedding
+from keras_openseg.layers.resizing import resize
+from keras_openseg.layers.temperature import Temperature
+
+__all__ = [
+    "FPNFusion",
+    "FeatureHead",
+    "LearnedPositionEmbedding",
+    "MaskCrossAttentionBlock",
+    "MaskPooling",
+    "MaskQueryDecoder",
+    "Temperature",
+    "resize",
+]

@@ -1,0 +1,130 @@
+import keras
+from keras import ops
+
+
+def flatten_spatial(features):
+    """`[B, H, W, D]` -> `[B, H*W, D]`; `[B, S, D]` is returned as is. Works with dynamic B, H, W."""
+    if len(features.shape) == 3:
+        return features
+    shape = ops.shape(features)
+    return ops.reshape(features, (shape[0], -1, features.shape[-1]))
+
+
+@keras.saving.register_keras_serializable(package="keras_openseg")
+class MaskCrossAttentionBlock(keras.layers.Layer):
+    """One mask-query decoder block: queries cross-attend to the image features (OpenSeg sec. 3.1, App. C).
+
+    `q = LayerNorm(q + CrossAttention(q, F))`, then `q = LayerNorm(q + MLP(q))` (post-norm, residuals, dropout
+    on each branch). The paper uses no self-attention between queries; `self_attention=True` (beyond the
+    paper) adds `q = LayerNorm(q + SelfAttention(q))` before the cross-attention, which lets queries see each
+    other and spread over different objects instead of collapsing onto the same few masks.
+
+    Args:
+        hidden_dim: int. Size D of the queries and of the features (keys and values).
+        num_heads: int. Attention heads; must divide `hidden_dim`.
+        mlp_dim: int. Hidden size of the MLP.
+        dropout: float. Dropout rate on the attention and MLP branches. Defaults to `0.0`.
+        self_attention: bool. Add query self-attention before the cross-attention. Defaults to `False`.
+        activation: string or callable. MLP activation. Defaults to `"relu"`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        queries: `[B, N, D]` mask queries.
+        features: `[B, H*W, D]` or `[B, H, W, D]` image features (already position-embedded).
+        training: bool. Enables dropout.
+
+    Returns:
+        `[B, N, D]` updated queries.
+
+    Example:
+
+    >>> block = MaskCrossAttentionBlock(hidden_dim=8, num_heads=2, mlp_dim=16)
+    >>> block(np.ones((2, 4, 8)), np.ones((2, 6, 6, 8))).shape
+    (2, 4, 8)
+    """
+
+    def __init__(
+        self, hidden_dim, num_heads, mlp_dim, dropout=0.0, self_attention=False, activation="relu", **kwargs
+    ):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"`num_heads` must divide `hidden_dim`. Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout = dropout
+        self.self_attention = self_attention
+        self.activation = keras.activations.get(activation)
+        key_dim = hidden_dim // num_heads
+
+        def norm(name):
+            return keras.layers.LayerNormalization(epsilon=1e-5, dtype=self.dtype_policy, name=name)
+
+        if self_attention:
+            self.self_attention_layer = keras.layers.MultiHeadAttention(
+                num_heads, key_dim, dtype=self.dtype_policy, name="self_attention"
+            )
+            self.self_attention_norm = norm("self_attention_norm")
+        self.cross_attention_layer = keras.layers.MultiHeadAttention(
+            num_heads, key_dim, dtype=self.dtype_policy, name="cross_attention"
+        )
+        self.cross_attention_norm = norm("cross_attention_norm")
+        self.mlp_hidden = keras.layers.Dense(mlp_dim, activation=self.activation, dtype=self.dtype_policy, name="mlp_hidden")
+        self.mlp_output = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy, name="mlp_output")
+        self.mlp_norm = norm("mlp_norm")
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+
+    def _check_shapes(self, queries_shape, features_shape):
+        if len(queries_shape) != 3 or queries_shape[-1] not in (None, self.hidden_dim):
+            raise ValueError(
+                f"`queries` must be [B, N, hidden_dim={self.hidden_dim}]. Received shape {tuple(queries_shape)}."
+            )
+        if len(features_shape) not in (3, 4) or features_shape[-1] not in (None, self.hidden_dim):
+            raise ValueError(
+                f"`features` must be [B, H*W, {self.hidden_dim}] or [B, H, W, {self.hidden_dim}] (hidden_dim). "
+                f"Received shape {tuple(features_shape)}."
+            )
+
+    def build(self, queries_shape, features_shape):
+        self._check_shapes(queries_shape, features_shape)
+        queries_shape = tuple(queries_shape)
+        keys_shape = (features_shape[0], None, self.hidden_dim)
+        if self.self_attention:
+            self.self_attention_layer.build(queries_shape, queries_shape)
+            self.self_attention_norm.build(queries_shape)
+        self.cross_attention_layer.build(queries_shape, keys_shape)
+        self.cross_attention_norm.build(queries_shape)
+        self.mlp_hidden.build(queries_shape)
+        self.mlp_output.build(queries_shape[:-1] + (self.mlp_dim,))
+        self.mlp_norm.build(queries_shape)
+        self.built = True
+
+    def call(self, queries, features, training=None):
+        self._check_shapes(queries.shape, features.shape)
+        features = flatten_spatial(features)
+        if self.self_attention:
+            attended = self.self_attention_layer(queries, queries, training=training)
+            queries = self.self_attention_norm(queries + self.dropout_layer(attended, training=training))
+        attended = self.cross_attention_layer(queries, features, training=training)
+        queries = self.cross_attention_norm(queries + self.dropout_layer(attended, training=training))
+        hidden = self.mlp_output(self.dropout_layer(self.mlp_hidden(queries), training=training))
+        return self.mlp_norm(queries + self.dropout_layer(hidden, training=training))
+
+    def compute_output_shape(self, queries_shape, features_shape):
+        return tuple(queries_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout": self.dropout,
+                "self_attention": self.self_attention,
+                "activation": keras.activations.serialize(self.activation),
+            }
+        )
+        return config
