@@ -1,0 +1,3 @@
+"""Localized Narratives captions of COCO, Flickr30k and Open Images (tfds builder `localized_narratives`)."""
+
+from keras_openseg.datasets.localized_narratives.localized_narratives import LocalizedNarratives
