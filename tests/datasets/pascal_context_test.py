@@ -1,0 +1,121 @@
+"""Tests of the `pascal_context` builder on its dummy data (VOC 2010 JPEGs, PASCAL-Context .mat LabelMaps)."""
+
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import scipy.io
+import tensorflow_datasets as tfds
+from tensorflow_datasets import testing as tfds_testing
+
+from keras_openseg.datasets import _manual_dir
+from keras_openseg.datasets.pascal_context import pascal_context
+from keras_openseg.datasets.pascal_context.pascal_context import PascalContext
+
+DUMMY_DATA = pathlib.Path(os.fspath(PascalContext.code_path.parent)) / "dummy_data"
+PC_ROOT = DUMMY_DATA / "VOCdevkit" / "VOC2010"
+
+
+@pytest.mark.backend_independent
+class PascalContext59BuilderTest(tfds_testing.DatasetBuilderTestCase):
+    DATASET_CLASS = PascalContext
+    BUILDER_CONFIG_NAMES_TO_TEST = ["59"]
+    SPLITS = {"train": 2, "validation": 2}
+    SKIP_CHECKSUMS = True
+
+
+@pytest.mark.backend_independent
+class PascalContext459BuilderTest(tfds_testing.DatasetBuilderTestCase):
+    DATASET_CLASS = PascalContext
+    BUILDER_CONFIG_NAMES_TO_TEST = ["459"]
+    SPLITS = {"train": 2, "validation": 2}
+    SKIP_CHECKSUMS = True
+
+
+def _label_map(image_id):
+    return scipy.io.loadmat(PC_ROOT / "trainval" / f"{image_id}.mat")["LabelMap"].astype(np.int64)
+
+
+@pytest.fixture(scope="module", params=["59", "459"])
+def built(request, tmp_path_factory):
+    builder = PascalContext(config=request.param, data_dir=tmp_path_factory.mktemp("tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=DUMMY_DATA))
+    examples = tfds.as_numpy(builder.as_dataset(split="validation"))
+    return builder, {example["image/filename"].decode()[:-4]: example["semantic"][..., 0] for example in examples}
+
+
+@pytest.mark.backend_independent
+def test_semantic_values_follow_the_label_map(built):
+    builder, semantics = built
+    names = builder.info.metadata["class_names"]
+    ignore = builder.info.metadata["ignore_label"]
+    for image_id, semantic in semantics.items():
+        label_map = _label_map(image_id)
+        for value in np.unique(label_map):
+            stored = np.unique(semantic[label_map == value])
+            assert stored.size == 1
+            name = pascal_context.PC459_CLASS_NAMES[value - 1] if value else None
+            if builder.builder_config.name == "459":
+                expected = ignore if value == 0 else value - 1
+            else:
+                name = {"table": "diningtable"}.get(name, name)
+                expected = names.index(name) if name in names else ignore
+            assert stored[0] == expected, (image_id, value, name)
+    # 2008_000008 paints a table (labels.txt 397), a person (284) and an air conditioner (3).
+    semantic = semantics["2008_000008"]
+    if builder.builder_config.name == "59":
+        assert names[semantic[0, 0]] == "diningtable" and names[semantic[0, 4]] == "person"
+        assert semantic[4, 5] == 255 and semantic[2, 5] == 255  # a non-59 class and unlabeled
+    else:
+        assert names[semantic[0, 0]] == "table" and names[semantic[4, 5]] == "air conditioner"
+        assert semantic[2, 5] == 65535
+
+
+@pytest.mark.backend_independent
+def test_pc59_mapping_matches_the_shared_benchmark_lists(shared_data_dir):
+    pc459 = json.loads((shared_data_dir / "vocabularies" / "pc459.json").read_text())
+    pc59 = json.loads((shared_data_dir / "vocabularies" / "pc59.json").read_text())
+    assert [name.replace(" ", "") for name in pascal_context.PC459_CLASS_NAMES] == pc459
+    assert list(pascal_context.PC59_CLASS_NAMES) == pc59
+    table = pascal_context.label_map_lookup_table("59")
+    mapped = {int(value): int(index) for value, index in enumerate(table) if index != 255}
+    # The PC-59 label values of the mmsegmentation / PyTorch-Encoding conversion (459-label ids kept for PC-59).
+    assert sorted(mapped) == [
+        2, 9, 18, 19, 22, 23, 25, 31, 33, 34, 44, 45, 46, 59, 65, 68, 72, 80, 85, 98, 104, 105, 113, 115, 144, 158,
+        159, 162, 187, 189, 207, 220, 232, 258, 259, 260, 284, 295, 296, 308, 324, 326, 347, 349, 354, 355, 360,
+        366, 368, 397, 415, 416, 420, 424, 427, 440, 445, 454, 458,
+    ]  # fmt: skip
+    assert sorted(mapped.values()) == list(range(59))
+    assert [pc459[value - 1] for value in sorted(mapped)] == [{"diningtable": "table"}.get(n, n) for n in pc59]
+
+
+@pytest.mark.backend_independent
+def test_labels_txt_check():
+    names = pascal_context.PC459_CLASS_NAMES
+    joined = "".join(f"{value}: {name.replace(' ', '')}\n" for value, name in enumerate(names, start=1))
+    pascal_context.check_labels_txt(joined)
+    swapped = joined.replace("1: accordion\n2: aeroplane", "1: aeroplane\n2: accordion")
+    with pytest.raises(_manual_dir.ManualDirError, match="2 label values differ"):
+        pascal_context.check_labels_txt(swapped)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("removed", ["VOCdevkit/VOC2010/trainval", "VOCdevkit/VOC2010/labels.txt"])
+def test_truncated_manual_dir_names_the_missing_path(tmp_path, removed):
+    manual_dir = tmp_path / "manual"
+    shutil.copytree(DUMMY_DATA, manual_dir)
+    path = manual_dir / removed
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    builder = PascalContext(config="59", data_dir=tmp_path / "tfds")
+    with pytest.raises(_manual_dir.ManualDirError, match=removed):
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+
+
+@pytest.mark.backend_independent
+def test_damaged_mat_file_is_named(tmp_path):
+    (tmp_path / "broken.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
+    with pytest.raises(_manual_dir.ManualDirError, match="broken.mat"):
+        pascal_context.read_label_map(tmp_path, "broken.mat")
