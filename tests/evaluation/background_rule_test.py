@@ -1,0 +1,41 @@
+"""Pascal VOC background rule (paper sec. 4.1): PC-59 names outside VOC count as background."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_openseg.evaluation import PASCAL_CONTEXT_59_CLASS_NAMES
+from keras_openseg.evaluation import VOC_CLASS_NAMES
+from keras_openseg.evaluation import background_query_labels
+from keras_openseg.evaluation import voc_background_rule
+from keras_openseg.evaluation import voc_extended_vocabulary
+
+
+def test_extended_vocabulary_is_pc59_since_voc_is_inside_it():
+    names = voc_extended_vocabulary()
+    assert names == list(PASCAL_CONTEXT_59_CLASS_NAMES) and len(names) == 59
+    assert set(VOC_CLASS_NAMES) <= set(names)
+    assert voc_extended_vocabulary(voc_class_names=["cat", "unicorn"], context_class_names=["sky", "cat"]) == [
+        "sky",
+        "cat",
+        "unicorn",
+    ]
+
+
+def test_rule_by_hand():
+    names = voc_extended_vocabulary()
+    predictions = np.array([[names.index(n) for n in ("cat", "sky", "tvmonitor")], [names.index(n) for n in ("aeroplane", "bedclothes", "person")]])
+    labels = voc_background_rule(keras.ops.convert_to_tensor(predictions), names)
+    # VOC-21: 0 background, then the VOC classes from 1: cat 8, tvmonitor 20, aeroplane 1, person 15.
+    np.testing.assert_array_equal(labels, [[8, 0, 20], [1, 0, 15]])
+
+
+def test_names_match_in_any_spelling():
+    labels = voc_background_rule([0, 1, 2], ["tv monitor", "Potted Plant", "wall"])
+    np.testing.assert_array_equal(labels, [20, 16, 0])
+    np.testing.assert_array_equal(background_query_labels(["b", "z"], ["a", "b"]), [1, -1])
+
+
+def test_out_of_range_prediction():
+    with pytest.raises(ValueError, match="predictions"):
+        voc_background_rule([59], voc_extended_vocabulary())
