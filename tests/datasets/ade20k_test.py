@@ -51,8 +51,9 @@ def test_ade150_shifts_labels_and_ignores_other(tmp_path):
     builder = _prepare("150", tmp_path)
     assert builder.info.metadata["ignore_label"] == 255
     assert len(builder.info.metadata["class_names"]) == 150
+    annotations = DUMMY_DATA / "ADEChallengeData2016/annotations/validation"
     for filename, semantic in _semantics(builder, "validation").items():
-        raw = np.asarray(Image.open(DUMMY_DATA / "ADEChallengeData2016/annotations/validation" / f"{filename[:-4]}.png"))
+        raw = np.asarray(Image.open(annotations / f"{filename[:-4]}.png"))
         np.testing.assert_array_equal(semantic, np.where(raw == 0, 255, raw.astype(np.int64) - 1))
     semantic = _semantics(builder, "validation")["ADE_val_00000001.jpg"]
     names = builder.info.metadata["class_names"]
