@@ -178,11 +178,11 @@ def decode_class_mask(seg, path="the _seg.png"):
         path: str. The file, named in errors. Defaults to "the _seg.png".
 
     Returns:
-        np.ndarray. `[H, W]` int64: 0 = unannotated, else the 1-based position in `objectnames`.
+        np.ndarray. `[H, W]` int32: 0 = unannotated, else the 1-based position in `objectnames`.
     """
     if seg.ndim != 3 or seg.shape[-1] not in (3, 4):
         raise _manual_dir.ManualDirError(f"{path}: expected an RGB _seg.png, got pixels of shape {seg.shape}.")
-    red, green = seg[..., 0].astype(np.int64), seg[..., 1].astype(np.int64)
+    red, green = seg[..., 0].astype(np.int32), seg[..., 1].astype(np.int32)
     return red // 10 * 256 + green
 
 
