@@ -1,0 +1,77 @@
+"""Class-agnostic label masks: decoding panoptic PNGs and packing masks into a fixed [M, H, W] (TensorFlow).
+
+The mask loss (eq. 1) takes class-agnostic masks with a `mask_valid` flag per slot. Panoptic labels arrive as
+a PNG whose pixel (R, G, B) holds the segment id R + 256 G + 256^2 B (0 = void), plus a list of segments.
+
+Crowd segments (`is_crowd`, COCO's groups of many instances) are not targets: a crowd region is not one
+object, and OpenSeg's best-match dice (eq. 1) would ask some query to cover the whole group. Their pixels
+belong to no valid mask, like void pixels.
+"""
+
+import tensorflow as tf
+
+
+def panoptic_ids(panoptic_image):
+    """Segment id of every pixel of a panoptic PNG.
+
+    Args:
+        panoptic_image: uint8 tensor [H, W, 3].
+
+    Returns:
+        int32 tensor [H, W]: R + 256 G + 256^2 B, 0 = void.
+    """
+    rgb = tf.cast(panoptic_image, tf.int32)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks):
+    """Binary masks of the largest `max_masks` valid segments of an id map, padded to `max_masks`.
+
+    Args:
+        id_map: int32 tensor [H, W]. Segment id per pixel (after any resize / crop: segments cut away by a
+            crop get no mask).
+        segment_ids: int tensor [S]. Ids of the segments.
+        segment_valid: bool tensor [S]. Segments that may become targets (e.g. not crowd).
+        max_masks: int. M, the number of mask slots.
+
+    Returns:
+        (masks float32 [M, H, W] of 0/1, mask_valid bool [M]). Slots are filled largest segment first;
+        a segment with no pixel left is not valid.
+    """
+    segment_ids = tf.cast(segment_ids, tf.int32)
+    # Areas from a histogram of the id map: never builds the [S, H, W] stack of all segments (COCO has ~100).
+    unique_ids, _, counts = tf.unique_with_counts(tf.reshape(id_map, [-1]))
+    matches = tf.equal(segment_ids[:, None], unique_ids[None, :])
+    areas = tf.reduce_sum(tf.where(matches, counts[None, :], 0), axis=1)
+    areas = tf.where(tf.cast(segment_valid, tf.bool) & (segment_ids != 0), areas, 0)
+    count = tf.minimum(tf.size(areas), max_masks)
+    top_areas, top = tf.math.top_k(areas, k=count)
+    chosen = tf.gather(segment_ids, top)
+    masks = tf.equal(id_map[None], chosen[:, None, None]) & (top_areas > 0)[:, None, None]
+    return _pad(tf.cast(masks, tf.float32), top_areas > 0, max_masks)
+
+
+def pack_masks(masks, mask_valid, max_masks):
+    """Keeps the largest `max_masks` valid non-empty masks of a stack, padded to `max_masks`.
+
+    Args:
+        masks: bool tensor [N, H, W].
+        mask_valid: bool tensor [N].
+        max_masks: int. M.
+
+    Returns:
+        (masks float32 [M, H, W] of 0/1, mask_valid bool [M]), largest first.
+    """
+    areas = tf.reduce_sum(tf.cast(masks, tf.int32), axis=[1, 2])
+    areas = tf.where(mask_valid, areas, 0)
+    top_areas, top = tf.math.top_k(areas, k=tf.minimum(tf.size(areas), max_masks))
+    chosen = tf.gather(masks, top) & (top_areas > 0)[:, None, None]
+    return _pad(tf.cast(chosen, tf.float32), top_areas > 0, max_masks)
+
+
+def _pad(masks, valid, max_masks):
+    missing = max_masks - tf.shape(masks)[0]
+    masks = tf.pad(masks, [[0, missing], [0, 0], [0, 0]])
+    valid = tf.pad(valid, [[0, missing]], constant_values=False)
+    height, width = masks.shape[1], masks.shape[2]
+    return tf.ensure_shape(masks, [max_masks, height, width]), tf.ensure_shape(valid, [max_masks])

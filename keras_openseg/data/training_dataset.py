@@ -1,0 +1,220 @@
+"""The training input pipeline of OpenSeg (tf.data; feeds `model.fit` on every Keras backend)."""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from keras_openseg.data import augmentation
+from keras_openseg.data import masks as masks_lib
+from keras_openseg.data.training_source import TrainingSource
+
+logger = logging.getLogger(__name__)
+
+
+def make_training_dataset(
+    sources,
+    table,
+    image_size=640,
+    batch_size=8,
+    max_masks=32,
+    max_words=16,
+    keep_prob=0.5,
+    scale_range=(0.8, 1.2),
+    flip=True,
+    seed=None,
+    shuffle_buffer=1000,
+    repeat=True,
+    drop_remainder=True,
+):
+    """Builds the `(x, y)` batches that `OpenSegModel.fit` trains on, mixing one or more sources.
+
+    Per example (paper sec. 3-4): scale jitter in `scale_range` and a random `image_size` crop (or pad), a
+    random horizontal flip, class-agnostic masks of the largest `max_masks` segments (crowd segments are not
+    targets), one caption drawn at random, its words (precomputed, see `caption_words_for`) kept each with
+    probability `keep_prob` (at least one is kept when the caption has any; fresh every epoch), at most
+    `max_words` of them in random order, and their embeddings gathered from `table`. Sources are sampled
+    with probability proportional to their weights (equal by default, as in the paper). Every shape is static
+    and the last partial batch is dropped, as TPUs need.
+
+    Randomness comes from `seed` through stateless ops and `Dataset.random`, so a seed gives the same
+    batches on every run (epoch by epoch) while each epoch still draws new crops, captions and word drops.
+
+    Args:
+        sources: list of `TrainingSource`, or one. A bare `tf.data.Dataset` without captions is accepted too.
+        table: `keras_openseg.text.WordEmbeddingTable` (`.ids(words)`, `.embeddings` [V, E]). Caption words
+            that are not in the table are dropped (a warning counts them).
+        image_size: int. Side S of the square training images. Defaults to `640` (the paper's).
+        batch_size: int. B. Defaults to `8`.
+        max_masks: int. M mask slots per image. Defaults to `32`.
+        max_words: int. K word slots per image. Defaults to `16`.
+        keep_prob: float in (0, 1]. kp, the probability of keeping each caption word. Defaults to `0.5`.
+        scale_range: (float, float). Scale jitter of the long side relative to `image_size`.
+            Defaults to `(0.8, 1.2)`.
+        flip: bool. Random horizontal flips. Defaults to `True`.
+        seed: int or None. Makes the pipeline deterministic. Defaults to `None`.
+        shuffle_buffer: int. Examples in each source's shuffle buffer; 0 disables shuffling.
+            Defaults to `1000`.
+        repeat: bool. Repeat every source forever (then pass `steps_per_epoch` to `fit`); otherwise the
+            dataset ends with its first exhausted source. Defaults to `True`.
+        drop_remainder: bool. Drop the last partial batch. Defaults to `True`.
+
+    Returns:
+        `tf.data.Dataset` of `(x, y)`: x = {"images" float32 [B, S, S, 3] in 0..255, "word_embeddings" float32
+        [B, K, E], "word_valid" bool [B, K]}, y = {"masks" float32 [B, M, S, S] of 0/1, "mask_valid" bool [B, M]}.
+
+    Example:
+    ```python
+    source = TrainingSource.from_tfds("openseg_shapes/default", "train", CaptionWordExtractor())
+    table = WordEmbeddingTable.build(caption_vocabulary(source.caption_words), text_embedder)
+    dataset = make_training_dataset([source], table, image_size=128, batch_size=16, seed=0)
+    model.fit(dataset, epochs=10, steps_per_epoch=200)
+    ```
+    """
+    if isinstance(sources, (TrainingSource, tf.data.Dataset)):
+        sources = [sources]
+    sources = [s if isinstance(s, TrainingSource) else TrainingSource(s, name=f"source {i}") for i, s in enumerate(sources)]
+    if not sources:
+        raise ValueError("`sources` must hold at least one TrainingSource. Received an empty list.")
+    if not 0.0 < keep_prob <= 1.0:
+        raise ValueError(f"`keep_prob` must be in (0, 1]. Received: keep_prob={keep_prob}")
+    for name, value in (("image_size", image_size), ("batch_size", batch_size), ("max_masks", max_masks),
+                        ("max_words", max_words)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+    if not 0 < scale_range[0] <= scale_range[1]:
+        raise ValueError(f"`scale_range` must be (low, high) with 0 < low <= high. Received: {scale_range}")
+
+    embeddings = tf.constant(np.asarray(table.embeddings, np.float32))
+    datasets = []
+    for index, source in enumerate(sources):
+        source_seed = None if seed is None else seed + 7919 * index
+        prepare = _example_fn(
+            source, table, embeddings, int(image_size), int(max_masks), int(max_words), float(keep_prob),
+            tuple(scale_range), flip,
+        )
+        dataset = source.dataset
+        if shuffle_buffer:
+            dataset = dataset.shuffle(shuffle_buffer, seed=source_seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+        # A stream of stateless seeds, new in every pass over the data: per-example randomness that a seed
+        # reproduces, whatever order the parallel map finishes in.
+        randoms = tf.data.Dataset.random(
+            seed=None if source_seed is None else source_seed + 1, rerandomize_each_iteration=True
+        ).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, randoms))
+        datasets.append(dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+
+    if len(datasets) == 1:
+        dataset = datasets[0]
+    else:
+        weights = np.array([s.weight for s in sources], np.float64)
+        dataset = tf.data.Dataset.sample_from_datasets(
+            datasets, weights=list(weights / weights.sum()), seed=seed, stop_on_empty_dataset=True,
+            rerandomize_each_iteration=True,
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(_split_inputs_and_targets)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _split_inputs_and_targets(batch):
+    x = {key: batch[key] for key in ("images", "word_embeddings", "word_valid")}
+    y = {key: batch[key] for key in ("masks", "mask_valid")}
+    return x, y
+
+
+def _example_fn(source, table, embeddings, image_size, max_masks, max_words, keep_prob, scale_range, flip):
+    """The per-example map function of one source."""
+    kind = source.kind
+    words = _CaptionWordLookup(source.caption_words, table, source.name) if source.caption_words else None
+    embedding_dim = int(embeddings.shape[-1])
+
+    def prepare(example, seed):
+        geometry_seed, caption_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+        image = example["image"]
+        geometry = augmentation.random_geometry(geometry_seed, tf.shape(image), image_size, scale_range, flip)
+        output = {"images": augmentation.apply_geometry(tf.cast(image, tf.float32), geometry, image_size)}
+
+        if kind == "panoptic":
+            ids = masks_lib.panoptic_ids(example["panoptic_image"])
+            ids = augmentation.apply_geometry(ids[..., None], geometry, image_size, method="nearest")[..., 0]
+            segments = example["segments"]
+            output["masks"], output["mask_valid"] = masks_lib.pack_segment_masks(
+                ids, segments["id"], tf.logical_not(tf.cast(segments["is_crowd"], tf.bool)), max_masks
+            )
+        elif kind == "masks":
+            stack = tf.cast(example["masks"], tf.float32)
+            valid = example.get("mask_valid", tf.ones(tf.shape(stack)[:1], tf.bool))
+            # One empty slot more, so that a stack of zero masks still has a channel to resize.
+            stack = tf.concat([stack, tf.zeros_like(stack[:1])], axis=0)
+            valid = tf.concat([tf.cast(valid, tf.bool), [False]], axis=0)
+            stack = augmentation.apply_geometry(tf.transpose(stack, [1, 2, 0]), geometry, image_size)
+            stack = tf.transpose(stack, [2, 0, 1]) >= 0.5
+            output["masks"], output["mask_valid"] = masks_lib.pack_masks(stack, valid, max_masks)
+        else:
+            output["masks"] = tf.zeros([max_masks, image_size, image_size], tf.float32)
+            output["mask_valid"] = tf.zeros([max_masks], tf.bool)
+
+        if words is not None:
+            word_ids = words.sample(example["captions"], caption_seed, keep_prob, max_words)
+        else:
+            word_ids = tf.zeros([0], tf.int32)
+        count = tf.shape(word_ids)[0]
+        word_valid = tf.range(max_words) < count
+        padded = tf.pad(word_ids, [[0, max_words - count]])
+        word_embeddings = tf.gather(embeddings, padded) * tf.cast(word_valid, tf.float32)[:, None]
+        output["word_embeddings"] = tf.ensure_shape(word_embeddings, [max_words, embedding_dim])
+        output["word_valid"] = tf.ensure_shape(word_valid, [max_words])
+        return output
+
+    return prepare
+
+
+class _CaptionWordLookup:
+    """Caption string -> its word ids in the table, as TF lookups (built once per source)."""
+
+    def __init__(self, caption_words, table, source_name):
+        captions = list(caption_words)
+        rows, missing, total = [], set(), set()
+        for caption in captions:
+            caption_words_list = list(caption_words[caption])
+            total.update(caption_words_list)
+            ids = np.asarray(table.ids(caption_words_list), np.int32).reshape(-1) if caption_words_list else []
+            missing.update(w for w, i in zip(caption_words_list, ids) if i < 0)
+            rows.append([int(i) for i in dict.fromkeys(ids) if i >= 0])
+        if missing:
+            logger.warning(
+                "%d of the %d distinct caption words of %s are not in the word table and are dropped, e.g. %s.",
+                len(missing), len(total), source_name, sorted(missing)[:5],
+            )
+        splits = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
+        self.flat_ids = tf.constant(np.array([i for r in rows for i in r], np.int32).reshape(-1))
+        self.row_splits = tf.constant(splits)
+        self.rows = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(captions, tf.string), tf.range(len(captions), dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
+
+    def sample(self, captions, seed, keep_prob, max_words):
+        """Word ids of one random caption, each kept with probability `keep_prob`, at most `max_words`."""
+        seeds = tf.random.experimental.stateless_split(seed, num=4)
+        num_captions = tf.shape(captions)[0]
+        choice = tf.random.stateless_uniform([], seeds[0], 0, tf.maximum(num_captions, 1), dtype=tf.int32)
+        caption = tf.concat([captions, [""]], axis=0)[tf.where(num_captions > 0, choice, num_captions)]
+        row = self.rows.lookup(caption)  # -1: not a known caption (or no caption), no words
+        safe_row = tf.maximum(row, 0)
+        start = tf.where(row >= 0, self.row_splits[safe_row], 0)
+        end = tf.where(row >= 0, self.row_splits[safe_row + 1], 0)
+        ids = self.flat_ids[start:end]
+        count = tf.size(ids)
+        keep = tf.random.stateless_uniform([count], seeds[1]) < keep_prob
+        # Word dropping must not empty a caption that has words: then keep one of them at random.
+        rescue = tf.random.stateless_uniform([], seeds[2], 0, tf.maximum(count, 1), dtype=tf.int32)
+        keep = keep | ((tf.range(count) == rescue) & tf.logical_not(tf.reduce_any(keep)))
+        kept = tf.boolean_mask(ids, keep)
+        order = tf.argsort(tf.random.stateless_uniform(tf.shape(kept), seeds[3]))
+        return tf.gather(kept, order)[:max_words]
