@@ -59,7 +59,7 @@ def check_manual_dir(manual_dir, required_paths, dataset):
 
 
 def read_json(manual_dir, relative_path):
-    """Returns the parsed JSON file `manual_dir/relative_path`; a missing or truncated file is a `ManualDirError`."""
+    """Returns the parsed JSON file `manual_dir/relative_path`; missing or truncated: a `ManualDirError`."""
     text = _read(manual_dir, relative_path).decode("utf-8", errors="replace")
     try:
         return json.loads(text)
@@ -136,7 +136,7 @@ def decode_image(manual_dir, relative_path, data=None):
 
 
 def sharded_files(manual_dir, pattern):
-    """Returns the sorted relative paths matching `pattern`, checking that no `-NNNNN-of-MMMMM` shard is missing.
+    """Returns the sorted relative paths matching `pattern`, checking that no `-NNNNN-of-MMMMM` shard is absent.
 
     Args:
         manual_dir: path-like. The manual download directory.
@@ -157,8 +157,8 @@ def sharded_files(manual_dir, pattern):
         present = {int(shard.group(1)) for shard in shards}
         if len(totals) != 1 or present != set(range(totals.pop())):
             raise ManualDirError(
-                f"incomplete shards for {pattern} in {manual_dir}: found {len(paths)} files ({', '.join(paths)}); "
-                "download every shard."
+                f"incomplete shards for {pattern} in {manual_dir}: found {len(paths)} files "
+                f"({', '.join(paths)}); download every shard."
             )
     return paths
 

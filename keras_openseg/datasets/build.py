@@ -59,7 +59,8 @@ def build_dataset(name, manual_dir=None, data_dir=None, config=None):
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         manual_dir = epath.Path(manual_dir or builder.data_dir_root / "downloads" / "manual").expanduser()
         download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        if not builder.is_prepared() and hasattr(builder, "required_manual_paths"):
+        prepared = (builder.data_path / "dataset_info.json").exists()  # is_prepared() warns when absent
+        if not prepared and hasattr(builder, "required_manual_paths"):
             check_manual_dir(manual_dir, builder.required_manual_paths(), builder.info.full_name)
     builder.download_and_prepare(download_config=download_config)
     return builder
@@ -109,7 +110,9 @@ def run(args):
         print(f"keras-openseg build-dataset: error: {error}", file=sys.stderr)
         return 2
     try:
-        builder = build_dataset(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config)
+        builder = build_dataset(
+            args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config
+        )
     except ManualDirError as error:
         print(f"keras-openseg build-dataset: error: {error}", file=sys.stderr)
         return 2

@@ -23,19 +23,21 @@ def _dummy_data(name):
 
 
 def test_build_dataset_returns_the_prepared_builder(tmp_path):
-    builder = build_dataset("localized_narratives/flickr30k", manual_dir=_dummy_data("localized_narratives"), data_dir=tmp_path)
+    manual_dir = _dummy_data("localized_narratives")
+    builder = build_dataset("localized_narratives/flickr30k", manual_dir=manual_dir, data_dir=tmp_path)
     assert builder.info.full_name == "localized_narratives/flickr30k/1.0.0"
     assert {split: info.num_examples for split, info in builder.info.splits.items()} == {
         "train": 2, "validation": 1, "test": 1,
     }
     # tfds.load finds it afterwards, and a second build reuses it without needing the manual dir.
     assert len(list(tfds.load("localized_narratives/flickr30k", split="test", data_dir=tmp_path))) == 1
-    assert build_dataset("localized_narratives", config="flickr30k", manual_dir=tmp_path / "gone", data_dir=tmp_path)
+    assert build_dataset("localized_narratives", config="flickr30k", manual_dir=tmp_path / "x", data_dir=tmp_path)
 
 
 def test_cli_builds_from_dummy_data(tmp_path, capsys):
-    argv = ["build-dataset", "coco_panoptic_captions", "--manual-dir", str(_dummy_data("coco_panoptic_captions"))]
-    assert cli.main(argv + ["--data-dir", str(tmp_path)]) == 0
+    manual_dir = _dummy_data("coco_panoptic_captions")
+    argv = ["build-dataset", "coco_panoptic_captions", "--manual-dir", str(manual_dir), "--data-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "coco_panoptic_captions/2017/1.0.0 ready in" in out and "train 2, validation 1" in out
     assert tfds.builder("coco_panoptic_captions", data_dir=tmp_path).info.splits["train"].num_examples == 2
@@ -46,8 +48,8 @@ def test_cli_reports_incomplete_manual_dir_before_tfds_starts(tmp_path, capsys):
     shutil.copytree(_dummy_data("coco_panoptic_captions"), manual_dir)
     (manual_dir / "annotations/panoptic_val2017.json").unlink()
     shutil.rmtree(manual_dir / "val2017")
-    argv = ["build-dataset", "coco_panoptic_captions", "--manual-dir", str(manual_dir), "--data-dir", str(tmp_path / "tfds")]
-    assert cli.main(argv) == 2
+    argv = ["build-dataset", "coco_panoptic_captions", "--manual-dir", str(manual_dir)]
+    assert cli.main(argv + ["--data-dir", str(tmp_path / "tfds")]) == 2
     err = capsys.readouterr().err
     assert f"missing annotations/panoptic_val2017.json, val2017 in {manual_dir}" in err
     assert "Traceback" not in err
@@ -69,7 +71,7 @@ def test_cli_reports_truncated_file_without_traceback(tmp_path, capsys):
     "argv, message",
     [
         (["no_such_dataset"], "name: expected one of"),
-        (["localized_narratives", "--config", "ade20k"], "config: localized_narratives has configs coco, flickr30k, open_images"),
+        (["localized_narratives", "--config", "ade20k"], "has configs coco, flickr30k, open_images; got 'ade20k'"),
         (["localized_narratives/coco", "--config", "flickr30k"], "contradicts"),
     ],
 )
@@ -114,5 +116,5 @@ def test_add_arguments_parses_the_documented_command():
 
     parser = argparse.ArgumentParser()
     build.add_arguments(parser)
-    args = parser.parse_args(["coco_panoptic_captions", "--manual-dir", "m", "--data-dir", "d", "--config", "2017"])
-    assert (args.name, args.manual_dir, args.data_dir, args.config) == ("coco_panoptic_captions", "m", "d", "2017")
+    args = parser.parse_args(["localized_narratives", "--manual-dir", "m", "--data-dir", "d", "--config", "coco"])
+    assert (args.name, args.manual_dir, args.data_dir, args.config) == ("localized_narratives", "m", "d", "coco")

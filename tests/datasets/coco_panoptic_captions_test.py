@@ -42,11 +42,13 @@ def real_sample_manual_dir(shared_data_dir, tmp_path_factory):
     sample = shared_data_dir / "coco_panoptic_sample"
     panoptic = json.loads((sample / "panoptic_examples.json").read_text())
     manual_dir = tmp_path_factory.mktemp("coco")
-    for coco_split, image, annotation in zip(("train2017", "val2017"), panoptic["images"], panoptic["annotations"]):
+    splits = zip(("train2017", "val2017"), panoptic["images"], panoptic["annotations"])
+    for coco_split, image, annotation in splits:
         (manual_dir / coco_split).mkdir()
         shutil.copy(sample / "images" / image["file_name"], manual_dir / coco_split)
-        (manual_dir / "annotations" / f"panoptic_{coco_split}").mkdir(parents=True)
-        shutil.copy(sample / "panoptic" / annotation["file_name"], manual_dir / "annotations" / f"panoptic_{coco_split}")
+        png_dir = manual_dir / "annotations" / f"panoptic_{coco_split}"
+        png_dir.mkdir(parents=True)
+        shutil.copy(sample / "panoptic" / annotation["file_name"], png_dir)
         split_json = {**panoptic, "images": [image], "annotations": [annotation]}
         (manual_dir / "annotations" / f"panoptic_{coco_split}.json").write_text(json.dumps(split_json))
         captions = {

@@ -56,7 +56,8 @@ def test_narratives_grouped_per_image_and_open_images_ids_round_trip(tmp_path):
     coco = _prepare("coco", DUMMY_DATA, tmp_path)
     (validation,) = tfds.as_numpy(coco.as_dataset(split="validation"))
     assert validation["image/id"] == 139 and validation["image/filename"] == b"000000000139.jpg"
-    narratives = [json.loads(line) for line in (DUMMY_DATA / "coco/annotations/coco_val_localized_narratives.jsonl").open()]
+    jsonl = DUMMY_DATA / "coco/annotations/coco_val_localized_narratives.jsonl"
+    narratives = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [caption.decode() for caption in validation["captions"]] == [n["caption"] for n in narratives]
 
     open_images = _prepare("open_images", DUMMY_DATA, tmp_path)
@@ -91,7 +92,7 @@ def test_missing_shard_and_truncated_jsonl_are_named(tmp_path):
     shutil.copytree(DUMMY_DATA / "coco", manual_dir / "coco")
     shard = manual_dir / "coco/annotations/coco_train_localized_narratives-00002-of-00004.jsonl"
     shard.unlink()
-    with pytest.raises(_manual_dir.ManualDirError, match="incomplete shards for .*coco_train_localized_narratives"):
+    with pytest.raises(_manual_dir.ManualDirError, match="incomplete shards for .*coco_train_localized"):
         _prepare("coco", manual_dir, tmp_path / "tfds")
 
     shutil.copy(DUMMY_DATA / "coco/annotations" / shard.name, shard)

@@ -105,15 +105,14 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         manual_dir = dl_manager.manual_dir
         _manual_dir.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
-        return {
-            split: self._generate_examples(manual_dir, coco_split) for split, coco_split in _SPLITS.items()
-        }
+        return {split: self._generate_examples(manual_dir, split) for split in _SPLITS}
 
-    def _generate_examples(self, manual_dir, coco_split):
-        split = next(name for name, folder in _SPLITS.items() if folder == coco_split)
+    def _generate_examples(self, manual_dir, split):
+        coco_split = _SPLITS[split]
         panoptic = _manual_dir.read_json(manual_dir, f"annotations/panoptic_{coco_split}.json")
         self._record_categories(panoptic["categories"], coco_split)
-        captions = _captions_by_image(_manual_dir.read_json(manual_dir, f"annotations/captions_{coco_split}.json"))
+        captions_json = _manual_dir.read_json(manual_dir, f"annotations/captions_{coco_split}.json")
+        captions = _captions_by_image(captions_json)
         images = {image["id"]: image for image in panoptic["images"]}
 
         report = collections.Counter()
@@ -139,7 +138,9 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
             if not image_captions:
                 report["images_without_captions"] += 1
                 uncaptioned_ids.append(image_id)
-                logging.warning("%s: image %d has no caption in captions_%s.json", self.name, image_id, coco_split)
+                logging.warning(
+                    "%s: image %d has no caption in captions_%s.json", self.name, image_id, coco_split
+                )
             report["examples"] += 1
             yield image_id, {
                 "image": _manual_dir.read_image_bytes(manual_dir, f"{coco_split}/{image['file_name']}"),
@@ -166,8 +167,8 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
         known = self.info.metadata["categories"]
         if known and known != categories:
             raise _manual_dir.ManualDirError(
-                f"annotations/panoptic_{coco_split}.json lists other categories than the other split's panoptic "
-                "JSON; both must come from the same panoptic_annotations_trainval2017.zip."
+                f"annotations/panoptic_{coco_split}.json lists other categories than the other split's "
+                "panoptic JSON; both must come from the same panoptic_annotations_trainval2017.zip."
             )
         self.info.metadata["categories"] = categories
 
@@ -194,7 +195,8 @@ def _compare_png_with_segments(pixels, segments_info, image):
     if pixels.ndim != 3 or pixels.shape[-1] not in (3, 4):
         return f"panoptic PNG has shape {pixels.shape}, not RGB", 0
     if pixels.shape[:2] != (image["height"], image["width"]):
-        return f"panoptic PNG is {pixels.shape[1]}x{pixels.shape[0]}, image is {image['width']}x{image['height']}", 0
+        png_size, image_size = f"{pixels.shape[1]}x{pixels.shape[0]}", f"{image['width']}x{image['height']}"
+        return f"panoptic PNG is {png_size}, image is {image_size}", 0
     pixels = pixels[..., :3].astype(np.uint32)
     segment_ids = pixels[..., 0] + 256 * pixels[..., 1] + 256 * 256 * pixels[..., 2]
     painted_ids, painted_areas = np.unique(segment_ids, return_counts=True)
@@ -204,12 +206,12 @@ def _compare_png_with_segments(pixels, segments_info, image):
     if painted.keys() != listed.keys():
         unlisted = sorted(painted.keys() - listed.keys())
         unpainted = sorted(listed.keys() - painted.keys())
-        return f"segment ids painted but not listed {unlisted[:5]}, listed but not painted {unpainted[:5]}", 0
+        return f"segment ids painted but not listed: {unlisted[:5]}, listed but not painted: {unpainted[:5]}", 0
     return "", sum(painted[segment_id] != area for segment_id, area in listed.items())
 
 
 def _segment(info, image):
-    """One `segments` entry; COCO's pixel box [x, y, w, h] becomes tfds's normalized [ymin, xmin, ymax, xmax]."""
+    """One `segments` entry; COCO's pixel box [x, y, w, h] becomes a normalized [ymin, xmin, ymax, xmax]."""
     x, y, w, h = info["bbox"]
     height, width = image["height"], image["width"]
     return {

@@ -155,7 +155,7 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
                 report["images_missing"] += 1
                 missing_ids.append(image_id)
                 if report["images_missing"] <= _MAX_LISTED_IDS:
-                    logging.warning("%s: no image %s for its narrative; skipped", self.info.full_name, image_path)
+                    logging.warning("%s: no image %s for its narrative", self.info.full_name, image_path)
                 continue
             report["examples"] += 1
             yield image_id, {
