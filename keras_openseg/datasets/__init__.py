@@ -8,16 +8,12 @@ from keras_openseg.datasets.ade20k import ADE20K
 from keras_openseg.datasets.build import build_dataset
 from keras_openseg.datasets.coco_panoptic_captions import CocoPanopticCaptions
 from keras_openseg.datasets.localized_narratives import LocalizedNarratives
+from keras_openseg.datasets.openseg_shapes import OpenSegShapes
 from keras_openseg.datasets.pascal_context import PascalContext
 from keras_openseg.datasets.pascal_voc import PascalVOC
 
-_BUILDERS = [ADE20K, CocoPanopticCaptions, LocalizedNarratives, PascalContext, PascalVOC]
-try:  # TODO(coco helper): a plain import once the "data" helper has committed openseg_shapes.
-    from keras_openseg.datasets.openseg_shapes import OpenSegShapes
-
-    _BUILDERS.append(OpenSegShapes)
-except ImportError:
-    pass
-
 # tfds name -> builder class, for every dataset of the package.
-BUILDERS = {builder.name: builder for builder in _BUILDERS}
+BUILDERS = {
+    builder.name: builder
+    for builder in (ADE20K, CocoPanopticCaptions, LocalizedNarratives, OpenSegShapes, PascalContext, PascalVOC)
+}
