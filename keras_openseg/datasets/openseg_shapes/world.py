@@ -115,7 +115,9 @@ def render_example(split, index, image_size, max_objects=3, object_size=(0.3, 0.
     Returns:
         dict with "image" uint8 [S, S, 3], "panoptic_image" uint8 [S, S, 3] (id = R + 256 G + 256^2 B),
         "semantic" uint8 [S, S, 1] (class index), "segments" (list of dicts id, category_id, area, is_crowd,
-        bbox [ymin, xmin, ymax, xmax] normalized) and "captions" (list of str). Segments partition the image.
+        bbox [ymin, xmin, ymax, xmax] normalized), "captions" (list of str) and "objects" (list of dicts
+        class, color, texture, size: what was drawn, for analyses; not a dataset feature). Segments partition
+        the image.
     """
     if split not in _SPLIT_CODES:
         raise ValueError(f"`split` must be one of {sorted(_SPLIT_CODES)}, got {split!r}.")
@@ -176,6 +178,7 @@ def render_example(split, index, image_size, max_objects=3, object_size=(0.3, 0.
         "semantic": semantic,
         "segments": segments,
         "captions": captions,
+        "objects": [{key: obj[key] for key in ("class", "color", "texture", "size")} for obj in objects],
     }
 
 
