@@ -107,10 +107,11 @@ def resize(x, size, axes=(1, 2), interpolation="bilinear"):
     """
     if interpolation not in _RESIZERS:
         raise ValueError(f"`interpolation` must be one of {sorted(_RESIZERS)}. Received: interpolation={interpolation}")
-    if len(size) != 2 or len(axes) != 2:
+    if len(axes) != 2 or (isinstance(size, (tuple, list)) and len(size) != 2):
         raise ValueError(f"`size` and `axes` must have 2 entries each. Received: size={size}, axes={axes}")
     rank = len(x.shape)
     resize_axis = _RESIZERS[interpolation]
-    for axis, length in zip(axes, size):
+    # Index instead of iterating: `size` may be a `[2]` tensor, which a TensorFlow graph cannot iterate.
+    for axis, length in zip(axes, (size[0], size[1])):
         x = resize_axis(x, length, axis % rank)
     return x
