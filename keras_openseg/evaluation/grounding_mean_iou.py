@@ -1,6 +1,5 @@
 """Grounding mIoU: mIoU when each image is queried only with the classes of its ground truth (paper sec. 4.3)."""
 
-import keras
 import numpy as np
 
 from keras_openseg.evaluation.mean_iou import MeanIoU
@@ -15,27 +14,29 @@ def grounded_predictions(logits, y_true, ignore_label=255, query_labels=None):
     classes its ground truth contains; the model still has to localize them.
 
     Args:
-        logits: tensor `[B, Q, H, W]`. Per-query logits at the resolution of `y_true`.
+        logits: tensor or array `[B, Q, H, W]`. Per-query logits at the resolution of `y_true`.
         y_true: int tensor `[B, H, W]`. Ground-truth class ids; `ignore_label` pixels are skipped.
         ignore_label: int or None. Label value that is not a class. Defaults to 255.
         query_labels: int array `[Q]` or None. The class id each query stands for (several queries may name one
             class, e.g. the non-VOC names that mean background; `NO_CLASS` = -1 for a query of no class).
             Defaults to None: query q is class q.
 
+    Host-side (numpy): only the logits of the present classes enter the argmax.
+
     Returns:
-        int32 tensor `[B, H, W]` of class ids (query ids mapped through `query_labels`). Images with no present
+        int32 numpy array `[B, H, W]` of class ids (query ids mapped through `query_labels`). Images with no present
         class get `query_labels[0]` everywhere, which no pixel of theirs is scored against.
 
     Example:
-    >>> import keras, numpy as np
+    >>> import numpy as np
     >>> logits = np.array([[[[3.0]], [[2.0]], [[1.0]]]])  # [1, 3, 1, 1]: query 0 wins over the full vocabulary
     >>> y_true = np.array([[[2]]])                           # but only class 2 is in the ground truth
-    >>> int(keras.ops.convert_to_numpy(grounded_predictions(logits, y_true))[0, 0, 0])
+    >>> int(grounded_predictions(logits, y_true)[0, 0, 0])
     2
     """
-    logits = keras.ops.convert_to_tensor(logits)
-    if len(logits.shape) != 4:
-        raise ValueError(f"`logits` must be [B, Q, H, W], got shape {tuple(logits.shape)}.")
+    logits = to_numpy(logits)
+    if logits.ndim != 4:
+        raise ValueError(f"`logits` must be [B, Q, H, W], got shape {logits.shape}.")
     y_true = to_numpy(y_true).astype(np.int64)
     num_queries = logits.shape[1]
     if query_labels is None:
@@ -43,21 +44,17 @@ def grounded_predictions(logits, y_true, ignore_label=255, query_labels=None):
     query_labels = np.asarray(query_labels, np.int64)
     if query_labels.shape != (num_queries,):
         raise ValueError(f"`query_labels` must have shape [{num_queries}] (one per query), got {query_labels.shape}.")
-    if y_true.ndim != 3 or y_true.shape[0] != logits.shape[0] or tuple(y_true.shape[1:]) != tuple(logits.shape[2:]):
-        raise ValueError(
-            f"`y_true` must be [B, H, W] matching `logits` {tuple(logits.shape)}, got shape {y_true.shape}."
-        )
-    allowed = np.zeros((y_true.shape[0], num_queries), bool)
+    if y_true.shape != (logits.shape[0],) + logits.shape[2:]:
+        raise ValueError(f"`y_true` must be [B, H, W] matching `logits` {logits.shape}, got shape {y_true.shape}.")
+    predictions = np.full(y_true.shape, query_labels[0], np.int32)
     for b, labels in enumerate(y_true):
         present = np.unique(labels)
         if ignore_label is not None:
             present = present[present != ignore_label]
-        allowed[b] = np.isin(query_labels, present)
-    restricted = keras.ops.where(
-        keras.ops.convert_to_tensor(allowed[:, :, None, None]), logits, keras.ops.cast(float("-inf"), logits.dtype)
-    )
-    winners = keras.ops.argmax(restricted, axis=1)
-    return keras.ops.cast(keras.ops.take(keras.ops.convert_to_tensor(query_labels), winners), "int32")
+        allowed = np.flatnonzero(np.isin(query_labels, present))
+        if allowed.size:
+            predictions[b] = query_labels[allowed[np.argmax(logits[b, allowed], axis=0)]]
+    return predictions
 
 
 class GroundingMeanIoU(MeanIoU):

@@ -9,18 +9,22 @@ from keras_openseg.evaluation.mean_iou import to_numpy
 def binarize_proposals(mask_logits, size=None):
     """Mask logits `[B, N, h, w]` -> boolean proposals `[B, N, H, W]`: sigmoid(logit) > 0.5, i.e. logit > 0.
 
-    The logits are resized bilinearly to `size` = (H, W) before thresholding (smoother boundaries than
-    thresholding at stride 4 and upsampling the binary mask). They must cover the same image extent as the
-    target size (crop any padding first). Returns a backend bool tensor.
+    The logits are resized bilinearly to `size` = (H, W) on the backend device before thresholding (smoother
+    boundaries than thresholding at stride 4 and upsampling the binary mask). They must cover the same image
+    extent as the target size (crop any padding first). Returns a numpy bool array.
     """
-    mask_logits = keras.ops.convert_to_tensor(mask_logits)
+    if not hasattr(mask_logits, "shape"):
+        mask_logits = np.asarray(mask_logits, np.float32)
     if len(mask_logits.shape) != 4:
         raise ValueError(f"`mask_logits` must be [B, N, h, w], got shape {tuple(mask_logits.shape)}.")
     if size is not None and tuple(size) != tuple(mask_logits.shape[2:]):
-        channels_last = keras.ops.transpose(keras.ops.cast(mask_logits, "float32"), (0, 2, 3, 1))
-        resized = keras.ops.image.resize(channels_last, tuple(int(s) for s in size), interpolation="bilinear")
-        mask_logits = keras.ops.transpose(resized, (0, 3, 1, 2))
-    return mask_logits > 0
+        mask_logits = keras.ops.image.resize(
+            keras.ops.cast(mask_logits, "float32"),
+            tuple(int(s) for s in size),
+            interpolation="bilinear",
+            data_format="channels_first",
+        )
+    return to_numpy(mask_logits) > 0
 
 
 class ProposalRecall:
@@ -31,8 +35,8 @@ class ProposalRecall:
     as recalled at t when max over proposals of IoU(proposal, segment) >= t. Pixels of `ignore_mask` (void and
     crowd areas) are removed from every proposal before the IoU, as the COCO panoptic evaluation does.
 
-    Host-side streaming metric; inputs may be backend tensors or numpy. IoUs are computed with a matmul on the
-    backend device.
+    Host-side streaming metric; inputs may be backend tensors or numpy. Only the resize of the mask logits to
+    label size runs on the backend device; the IoUs are a numpy matmul.
 
     Args:
         thresholds: tuple of float. IoU thresholds. Defaults to (0.5, 0.7, 0.9).
@@ -68,27 +72,27 @@ class ProposalRecall:
             gt_valid: bool `[B, M]` or None. Which segments are real (padding is False). Defaults to all.
             ignore_mask: bool `[B, H, W]` or None. Pixels removed from the proposals. Defaults to none.
         """
-        gt = keras.ops.convert_to_tensor(gt_masks)
-        if len(gt.shape) != 4:
-            raise ValueError(f"`gt_masks` must be [B, M, H, W], got shape {tuple(gt.shape)}.")
-        batch, num_gt, height, width = (int(d) for d in gt.shape)
+        gt = to_numpy(gt_masks).astype(bool)
+        if gt.ndim != 4:
+            raise ValueError(f"`gt_masks` must be [B, M, H, W], got shape {gt.shape}.")
+        batch, num_gt, height, width = gt.shape
+        if not hasattr(mask_logits, "shape"):
+            mask_logits = np.asarray(mask_logits, np.float32)
+        if len(mask_logits.shape) != 4 or int(mask_logits.shape[0]) != batch:
+            raise ValueError(f"`mask_logits` must be [B={batch}, N, h, w], got shape {tuple(mask_logits.shape)}.")
         proposals = binarize_proposals(mask_logits, (height, width))
-        if int(proposals.shape[0]) != batch:
-            raise ValueError(f"`mask_logits` batch {proposals.shape[0]} differs from `gt_masks` batch {batch}.")
         if ignore_mask is not None:
-            ignore = keras.ops.convert_to_tensor(ignore_mask)
-            if tuple(ignore.shape) != (batch, height, width):
-                raise ValueError(f"`ignore_mask` must be [B, H, W] = {(batch, height, width)}, got {tuple(ignore.shape)}.")
-            proposals = keras.ops.logical_and(proposals, keras.ops.logical_not(ignore[:, None]))
-        proposals = keras.ops.reshape(keras.ops.cast(proposals, "float32"), (batch, -1, height * width))
-        gt = keras.ops.reshape(keras.ops.cast(gt, "float32"), (batch, num_gt, height * width))
-        # Counts are integers below 2**24, exact in float32 (and in TF32 / bf16-pass matmuls, whose inputs are 0/1).
-        intersection = to_numpy(keras.ops.matmul(proposals, keras.ops.transpose(gt, (0, 2, 1))))
-        proposal_area = to_numpy(keras.ops.sum(proposals, axis=-1))
-        gt_area = to_numpy(keras.ops.sum(gt, axis=-1))
-        union = proposal_area[:, :, None] + gt_area[:, None, :] - intersection
-        iou = np.where(union > 0, intersection / np.maximum(union, 1.0), 0.0)  # [B, N, M]
-        valid = gt_area > 0
+            ignore = to_numpy(ignore_mask).astype(bool)
+            if ignore.shape != (batch, height, width):
+                raise ValueError(f"`ignore_mask` must be [B, H, W] = {(batch, height, width)}, got {ignore.shape}.")
+            proposals &= ~ignore[:, None]
+        proposals = proposals.reshape(batch, -1, height * width).astype(np.float32)
+        gt = gt.reshape(batch, num_gt, height * width).astype(np.float32)
+        # Pixel counts below 2**24 are exact in float32.
+        intersection = proposals @ gt.transpose(0, 2, 1)  # [B, N, M]
+        union = proposals.sum(-1)[:, :, None] + gt.sum(-1)[:, None, :] - intersection
+        iou = np.where(union > 0, intersection / np.maximum(union, 1.0), 0.0)
+        valid = gt.sum(-1) > 0
         if gt_valid is not None:
             gt_valid = to_numpy(gt_valid).astype(bool)
             if gt_valid.shape != (batch, num_gt):

@@ -1,0 +1,25 @@
+"""Evaluation of open-vocabulary segmentation (paper sec. 4): mIoU, Grounding mIoU, proposal recall, the loop."""
+
+from keras_openseg.evaluation.background_rule import PASCAL_CONTEXT_59_CLASS_NAMES
+from keras_openseg.evaluation.background_rule import VOC_CLASS_NAMES
+from keras_openseg.evaluation.background_rule import background_query_labels
+from keras_openseg.evaluation.background_rule import normalize_class_name
+from keras_openseg.evaluation.background_rule import voc_background_rule
+from keras_openseg.evaluation.background_rule import voc_extended_vocabulary
+from keras_openseg.evaluation.class_queries import SYNONYM_VOCABULARIES
+from keras_openseg.evaluation.class_queries import class_queries
+from keras_openseg.evaluation.class_queries import embed_class_queries
+from keras_openseg.evaluation.class_queries import load_synonyms
+from keras_openseg.evaluation.class_queries import resolve_prompt_templates
+from keras_openseg.evaluation.evaluator import evaluate
+from keras_openseg.evaluation.grounding_mean_iou import GroundingMeanIoU
+from keras_openseg.evaluation.grounding_mean_iou import grounded_predictions
+from keras_openseg.evaluation.mean_iou import NO_CLASS
+from keras_openseg.evaluation.mean_iou import MeanIoU
+from keras_openseg.evaluation.proposal_recall import ProposalRecall
+from keras_openseg.evaluation.proposal_recall import binarize_proposals
+from keras_openseg.evaluation.tables import BENCHMARKS
+from keras_openseg.evaluation.tables import benchmark_name
+from keras_openseg.evaluation.tables import format_miou_table
+from keras_openseg.evaluation.tables import format_per_class_table
+from keras_openseg.evaluation.tables import format_recall_table

@@ -1,0 +1,130 @@
+"""`keras-openseg evaluate`: mIoU, Grounding mIoU and proposal recall of a preset on a tfds split.
+
+Example:
+    keras-openseg evaluate --preset ./my_preset --dataset ade20k/150 --synonyms --json ade150.json
+    keras-openseg evaluate --preset ./my_preset --dataset openseg_shapes --image-size 0 --max-examples 64
+"""
+
+import json
+import math
+
+from keras_openseg.evaluation.background_rule import PASCAL_CONTEXT_59_CLASS_NAMES
+from keras_openseg.evaluation.tables import SYNONYM_VOCABULARY
+from keras_openseg.evaluation.tables import benchmark_name
+from keras_openseg.evaluation.tables import format_miou_table
+from keras_openseg.evaluation.tables import format_per_class_table
+from keras_openseg.evaluation.tables import format_recall_table
+
+
+def add_arguments(parser):
+    parser.add_argument("--preset", required=True, help="OpenSegModel preset: local dir, kaggle:// or hf:// handle")
+    parser.add_argument("--dataset", required=True, help="tfds NAME/CONFIG, e.g. ade20k/150, pascal_voc/20")
+    parser.add_argument("--split", default=None, help="tfds split (default: validation, else test)")
+    parser.add_argument(
+        "--prompts", choices=("default", "single"), default="default", help="prompt template set (default: default)"
+    )
+    parser.add_argument(
+        "--synonyms", action="store_true", help="query each class by several names (package synonym lists)"
+    )
+    parser.add_argument(
+        "--no-proposals",
+        action="store_true",
+        help="per-pixel ablation: dot pixel embeddings with the text instead of mask proposals",
+    )
+    parser.add_argument("--no-recall", action="store_true", help="skip proposal recall even when masks exist")
+    parser.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N examples")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per segment() call (default: 4)")
+    parser.add_argument(
+        "--image-size", type=int, default=640, help="longer image side fed to the model; 0 = native size (default: 640)"
+    )
+    parser.add_argument("--data-dir", default=None, help="tfds data_dir (default: tfds's)")
+    parser.add_argument("--json", default=None, help="write the results (all metrics, per-class IoU) to this file")
+    parser.add_argument("--per-class", action="store_true", help="print the per-class IoU table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_model(preset):
+    from keras_openseg.models import OpenSegModel
+
+    return OpenSegModel.from_preset(preset)
+
+
+def _load_dataset(name, split, data_dir):
+    """-> (tf.data split, split name, builder metadata dict)."""
+    import tensorflow_datasets as tfds
+
+    import keras_openseg.datasets  # noqa: F401  registers the package's builders
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if split is None:
+        available = list(builder.info.splits.keys())
+        split = next((s for s in ("validation", "test") if s in available), available[0] if available else "train")
+    metadata = dict(builder.info.metadata or {})
+    return builder.as_dataset(split=split), split, metadata
+
+
+def _json_safe(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run(args):
+    from keras_openseg.evaluation.evaluator import evaluate
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
+    dataset, split, metadata = _load_dataset(args.dataset, args.split, args.data_dir)
+    if "class_names" not in metadata:
+        raise ValueError(
+            f"dataset {args.dataset!r} has no 'class_names' in its metadata; the evaluator needs the class names "
+            "of its semantic labels."
+        )
+    class_names = list(metadata["class_names"])
+    benchmark = benchmark_name(args.dataset)
+    synonyms = SYNONYM_VOCABULARY.get(benchmark, True) if args.synonyms else None
+    background = {}
+    if benchmark == "PAS-20":  # paper sec. 4.1: background = the PC-59 classes outside VOC
+        background["background_class_names"] = list(PASCAL_CONTEXT_59_CLASS_NAMES)
+        if "background" in class_names:
+            background["background_label"] = class_names.index("background")
+
+    model = _load_model(args.preset)
+    results = evaluate(
+        model,
+        dataset,
+        class_names,
+        prompts=args.prompts,
+        synonyms=synonyms,
+        use_proposals=not args.no_proposals,
+        ignore_label=metadata.get("ignore_label", 255),
+        batch_size=args.batch_size,
+        image_size=args.image_size or None,
+        max_examples=args.max_examples,
+        held_out_class_names=metadata.get("held_out_class_names"),
+        proposal_recall=not args.no_recall,
+        progress=not args.no_progress,
+        **background,
+    )
+    results.update(preset=args.preset, dataset=args.dataset, split=split, prompts=args.prompts, synonyms=args.synonyms)
+
+    row = f"{args.preset} ({split})"
+    if "miou" in results:
+        print(format_miou_table({row: {benchmark: results}}))
+        print(format_miou_table({row: {benchmark: results}}, metric="grounding_miou"))
+        for key in ("seen_miou", "held_out_miou"):
+            if key in results:
+                print(f"{key}: {100 * results[key]:.1f}")
+    if "recall@0.5" in results:
+        print(format_recall_table({row: results}))
+    if args.per_class and "per_class_iou" in results:
+        print(format_per_class_table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(_json_safe(results), f, indent=1)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,287 @@
+"""The evaluation loop: stream a tfds split through `OpenSegModel.segment` and accumulate the paper's metrics."""
+
+import keras
+import numpy as np
+import tensorflow as tf  # the tf.data input pipeline (decode, resize, pad, batch) only
+
+from keras_openseg.evaluation.background_rule import normalize_class_name
+from keras_openseg.evaluation.class_queries import class_queries
+from keras_openseg.evaluation.class_queries import embed_class_queries
+from keras_openseg.evaluation.class_queries import resolve_prompt_templates
+from keras_openseg.evaluation.grounding_mean_iou import GroundingMeanIoU
+from keras_openseg.evaluation.mean_iou import NO_CLASS
+from keras_openseg.evaluation.mean_iou import MeanIoU
+from keras_openseg.evaluation.mean_iou import to_numpy
+from keras_openseg.evaluation.proposal_recall import ProposalRecall
+
+RECALL_THRESHOLDS = (0.5, 0.7, 0.9)
+
+
+def evaluate(
+    model,
+    dataset,
+    class_names,
+    *,
+    prompts=None,
+    synonyms=None,
+    use_proposals=True,
+    ignore_label=255,
+    batch_size=4,
+    image_size=640,
+    max_examples=None,
+    background_label=None,
+    background_class_names=None,
+    held_out_class_names=None,
+    proposal_recall=True,
+    progress=True,
+):
+    """Evaluates an OpenSeg model on a semantic / panoptic split: mIoU, Grounding mIoU and proposal recall.
+
+    The class names are embedded once (names x prompt templates x synonyms) with `model.text_embedder`; each
+    batch goes through `model.segment(images, text_embeddings=..., name_valid=..., use_proposals=...)`. Images
+    are scaled so that their longer side is `image_size` and zero-padded to a square; the logits of each image
+    are cropped to its content and resized bilinearly to the label size before the argmax, so labels are
+    scored at their original resolution.
+
+    * `miou` (paper sec. 4.1): argmax over all queried classes, `MeanIoU` over the dataset.
+    * `grounding_miou` (paper sec. 4.3): argmax over only the classes present in each image's ground truth.
+    * `recall@t` (paper table 1), when the examples have panoptic segments (`panoptic_image` + `segments`) and
+      `segment` returns `mask_logits`: fraction of non-crowd segments matched by a proposal with IoU >= t.
+
+    Args:
+        model: an `OpenSegModel` (or any object with `text_embedder.embed(texts, templates=None)` and
+            `segment(images, text_embeddings=, name_valid=, use_proposals=)` returning a dict with `logits`
+            `[B, C, H, W]` and optionally `mask_logits` `[B, N, h, w]`).
+        dataset: `tf.data.Dataset` of unbatched tfds examples with `image` and `semantic` `[H, W, 1]` (semantic
+            datasets) and/or `panoptic_image` + `segments` (openseg_shapes, coco_panoptic_captions).
+        class_names: list of str. Names of the label values of `semantic`, in order.
+        prompts: None, str or list of str. Prompt templates (`resolve_prompt_templates`): None lets the text
+            embedder use its default; "default" / "single" name the sets of `keras_openseg.text.prompts`.
+            Defaults to None.
+        synonyms: None, bool, str or dict. Synonym ensembles (`class_queries`); a class scores the max over its
+            names. Defaults to None (one name per class).
+        use_proposals: bool. False evaluates the per-pixel ablation of `segment`. Defaults to True.
+        ignore_label: int or None. Label value of `semantic` that is not scored. Defaults to 255.
+        batch_size: int. Images per `segment` call. The logits take C x H x W floats per image; lower it for
+            large vocabularies (A-847) at 640 px. Defaults to 4.
+        image_size: int or None. Longer side the images are scaled to (the square they are padded to). None
+            keeps each image's size and pads a batch to its largest image. Defaults to 640.
+        max_examples: int or None. Evaluates only the first examples. Defaults to None (the whole split).
+        background_label: int or None. A class of `class_names` that is not queried by name (VOC's
+            "background"); pixels won by `background_class_names` count as this class, and the means exclude it
+            (`miou_with_background` includes it). Defaults to None.
+        background_class_names: list of str or None. Extra names queried whose pixels count as background (paper
+            sec. 4.1: the PC-59 names outside VOC, see `background_rule`); names equal to a class are skipped.
+            Without `background_label` their pixels count as no class (a miss). Defaults to None.
+        held_out_class_names: list of str or None. Classes unseen in training (openseg_shapes metadata); adds
+            `seen_miou` / `held_out_miou` and their grounding versions. Defaults to None.
+        proposal_recall: bool. Computes proposal recall when the data and the model allow. Defaults to True.
+        progress: bool. Shows a `keras.utils.Progbar`. Defaults to True.
+
+    Returns:
+        dict: `miou`, `grounding_miou`, `pixel_accuracy`, `per_class_iou` and `per_class_grounding_iou`
+        (`{name: IoU or None}`) when the data has `semantic`; `recall@0.5`, `recall@0.7`, `recall@0.9`,
+        `num_segments`, `num_proposals` when recall was computed; `num_examples`, `num_classes`, `num_names`.
+        Means are NaN when no class has an IoU.
+
+    Example:
+    ```python
+    import tensorflow_datasets as tfds
+    import keras_openseg
+
+    model = keras_openseg.OpenSegModel.from_preset("path/to/preset")
+    builder = tfds.builder("openseg_shapes")
+    results = keras_openseg.evaluation.evaluate(
+        model, builder.as_dataset(split="validation"), builder.info.metadata["class_names"], image_size=None
+    )
+    print(keras_openseg.evaluation.format_miou_table({"OpenSeg": {"openseg_shapes": results}}))
+    ```
+    """
+    class_names = [str(name) for name in class_names]
+    num_classes = len(class_names)
+    if not num_classes:
+        raise ValueError("`class_names` must name at least one class.")
+    if background_label is not None and not 0 <= int(background_label) < num_classes:
+        raise ValueError(f"`background_label` must index `class_names` (0..{num_classes - 1}), got {background_label}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    if image_size is not None and int(image_size) < 1:
+        raise ValueError(f"`image_size` must be a positive int or None, got {image_size!r}.")
+    if getattr(model, "text_embedder", None) is None:
+        raise ValueError("`model` has no `text_embedder`: load a preset that includes one to evaluate.")
+    spec = dataset.element_spec
+    if not isinstance(spec, dict) or "image" not in spec:
+        raise ValueError(f"`dataset` must yield tfds example dicts with an 'image' feature, got {spec!r}.")
+    if len(spec["image"].shape) != 3:
+        raise ValueError(f"`dataset` must be unbatched ('image' of rank 3), got 'image' shape {spec['image'].shape}.")
+    has_semantic = "semantic" in spec
+    has_panoptic = proposal_recall and "panoptic_image" in spec and "segments" in spec
+    if not has_semantic and not has_panoptic:
+        raise ValueError("`dataset` has neither 'semantic' labels nor 'panoptic_image' + 'segments': nothing to score.")
+
+    # One text query per class (except an unnamed background) and per background name; `query_labels` maps
+    # each query to the label value it predicts.
+    class_labels = [c for c in range(num_classes) if c != background_label]
+    query_names = [class_names[c] for c in class_labels]
+    known = {normalize_class_name(name) for name in class_names}
+    extra_names = [n for n in (background_class_names or ()) if normalize_class_name(n) not in known]
+    background = NO_CLASS if background_label is None else int(background_label)
+    query_labels = np.array(class_labels + [background] * len(extra_names), np.int64)
+    queries = class_queries(query_names + list(extra_names), synonyms)
+    text_embeddings, name_valid = embed_class_queries(
+        model.text_embedder, queries, templates=resolve_prompt_templates(prompts)
+    )
+
+    # The means leave out an unnamed background class (PAS-20 is the mean over the 20 VOC classes).
+    mean_classes = [c for c in range(num_classes) if c != background_label]
+    miou = MeanIoU(num_classes, ignore_label, class_names)
+    grounding_miou = GroundingMeanIoU(num_classes, ignore_label, class_names)
+    recall = ProposalRecall(RECALL_THRESHOLDS)
+    recall_seen = False
+    num_proposals = None
+
+    if max_examples is not None:
+        dataset = dataset.take(int(max_examples))
+    cardinality = int(dataset.cardinality())
+    target = cardinality if cardinality >= 0 else None
+    batches = _input_pipeline(dataset, int(batch_size), image_size, ignore_label, has_semantic, has_panoptic)
+    progbar = keras.utils.Progbar(target, unit_name="image", stateful_metrics=["mIoU"]) if progress else None
+    num_examples = 0
+    for batch in batches.as_numpy_iterator():
+        outputs = model.segment(
+            batch["images"], text_embeddings=text_embeddings, name_valid=name_valid, use_proposals=use_proposals
+        )
+        logits = keras.ops.convert_to_tensor(outputs["logits"])
+        mask_logits = outputs.get("mask_logits") if has_panoptic else None
+        if mask_logits is not None:
+            mask_logits = keras.ops.convert_to_tensor(mask_logits)
+            num_proposals = int(mask_logits.shape[1])
+        padded_size = batch["images"].shape[1:3]
+        for i in range(batch["images"].shape[0]):
+            content = tuple(int(s) for s in batch["image_shape"][i])
+            label_size = tuple(int(s) for s in batch["label_shape"][i])
+            if has_semantic:
+                y_true = batch["semantic"][i, : label_size[0], : label_size[1]]
+                image_logits = _resize(_crop_to_content(logits[i], content, padded_size), label_size)
+                predictions = query_labels[to_numpy(keras.ops.argmax(image_logits, axis=0))]
+                miou.update_state(y_true, predictions)
+                # Grounding: only the logits of the classes present in the image leave the device.
+                present = np.unique(y_true)
+                allowed = np.flatnonzero(np.isin(query_labels, present[present != ignore_label]))
+                if allowed.size:  # an image with only ignored pixels scores nothing
+                    grounding_miou.update_state(
+                        y_true[None],
+                        to_numpy(keras.ops.take(image_logits, allowed, axis=0))[None],
+                        query_labels=query_labels[allowed],
+                    )
+            if mask_logits is not None:
+                gt_masks, ignore_mask = _panoptic_masks(batch, i, label_size)
+                image_masks = _crop_to_content(mask_logits[i], content, padded_size)
+                recall.update_state(gt_masks[None], image_masks[None], ignore_mask=ignore_mask[None])
+                recall_seen = True
+            num_examples += 1
+        if progbar is not None:
+            progbar.update(num_examples, values=[("mIoU", miou.result(mean_classes))] if has_semantic else None)
+    if progbar is not None and target is None:
+        progbar.update(num_examples, finalize=True)
+
+    results = {"num_examples": num_examples, "num_classes": num_classes, "num_names": int(name_valid.sum())}
+    if has_semantic:
+        results.update(
+            miou=miou.result(mean_classes),
+            grounding_miou=grounding_miou.result(mean_classes),
+            pixel_accuracy=miou.pixel_accuracy(),
+            per_class_iou=miou.per_class_iou_table(),
+            per_class_grounding_iou=grounding_miou.per_class_iou_table(),
+        )
+        if background_label is not None:
+            results["miou_with_background"] = miou.result()
+        if held_out_class_names:
+            held_out = {normalize_class_name(n) for n in held_out_class_names}
+            unseen = [c for c in mean_classes if normalize_class_name(class_names[c]) in held_out]
+            seen = [c for c in mean_classes if c not in unseen]
+            results.update(
+                seen_miou=miou.result(seen),
+                held_out_miou=miou.result(unseen),
+                seen_grounding_miou=grounding_miou.result(seen),
+                held_out_grounding_miou=grounding_miou.result(unseen),
+            )
+    if recall_seen:
+        results.update({f"recall@{t}": r for t, r in recall.result().items()})
+        results.update(num_segments=recall.num_segments, num_proposals=num_proposals)
+    return results
+
+
+def _crop_to_content(maps, content, padded_size):
+    """`[K, h, w]` maps over the padded image -> the part over the image content (`content` px of `padded_size`).
+
+    When the content ends on a whole map pixel (always for input-resolution logits) this is a plain slice;
+    otherwise (stride-4 mask logits of an odd-sized image) the maps are first resized to the padded size.
+    """
+    height, width = int(maps.shape[-2]), int(maps.shape[-1])
+    rows = content[0] * height / padded_size[0]
+    cols = content[1] * width / padded_size[1]
+    if rows != int(rows) or cols != int(cols):
+        maps = _resize(maps, tuple(int(s) for s in padded_size))
+        rows, cols = content
+    return maps[:, : int(rows), : int(cols)]
+
+
+def _resize(maps, size):
+    """Bilinear resize of `[K, h, w]` maps to `size` (identity when already that size)."""
+    if tuple(int(s) for s in maps.shape[-2:]) == tuple(size):
+        return maps
+    return keras.ops.image.resize(maps, size, interpolation="bilinear", data_format="channels_first")
+
+
+def _panoptic_masks(batch, i, label_size):
+    """Class-agnostic ground-truth segments `[M, H, W]` and the void + crowd pixels `[H, W]` of example i."""
+    ids = batch["panoptic_ids"][i, : label_size[0], : label_size[1]]
+    segment_ids = batch["segment_ids"][i]
+    is_crowd = batch["segment_is_crowd"][i]
+    listed = segment_ids[segment_ids > 0]  # id 0 is void and pads the segment lists
+    kept = segment_ids[(segment_ids > 0) & ~is_crowd]
+    gt_masks = ids[None] == kept[:, None, None]
+    ignore_mask = ~np.isin(ids, listed) | np.isin(ids, segment_ids[(segment_ids > 0) & is_crowd])
+    return gt_masks, ignore_mask
+
+
+def _input_pipeline(dataset, batch_size, image_size, ignore_label, has_semantic, has_panoptic):
+    """tf.data: decode-free tfds examples -> resized, padded batches with the sizes needed to undo the padding."""
+    pad_label = -1 if ignore_label is None else int(ignore_label)
+
+    def prepare(example):
+        image = tf.cast(example["image"], tf.float32)
+        image_shape = tf.shape(image)[:2]
+        if image_size is not None:
+            scale = float(image_size) / tf.cast(tf.reduce_max(image_shape), tf.float32)
+            image_shape = tf.maximum(tf.cast(tf.round(tf.cast(image_shape, tf.float32) * scale), tf.int32), 1)
+            image = tf.image.resize(image, image_shape, method="bilinear", antialias=True)
+        features = {"images": image, "image_shape": image_shape}
+        if has_semantic:
+            features["semantic"] = tf.cast(example["semantic"][..., 0], tf.int32)
+            features["label_shape"] = tf.shape(features["semantic"])
+        if has_panoptic:
+            rgb = tf.cast(example["panoptic_image"], tf.int32)
+            features["panoptic_ids"] = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+            features["segment_ids"] = tf.cast(example["segments"]["id"], tf.int32)
+            features["segment_is_crowd"] = tf.cast(example["segments"]["is_crowd"], tf.bool)
+            features.setdefault("label_shape", tf.shape(features["panoptic_ids"]))
+        return features
+
+    padding_values = {
+        "images": 0.0,
+        "image_shape": 0,
+        "label_shape": 0,
+        "semantic": pad_label,
+        "panoptic_ids": 0,
+        "segment_ids": 0,
+        "segment_is_crowd": False,
+    }
+    batches = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    spec = batches.element_spec
+    padded_shapes = {key: [None] * len(value.shape) for key, value in spec.items()}
+    if image_size is not None:
+        padded_shapes["images"] = [image_size, image_size, 3]
+    padding_values = {key: tf.constant(padding_values[key], spec[key].dtype) for key in spec}
+    return batches.padded_batch(batch_size, padded_shapes=padded_shapes, padding_values=padding_values).prefetch(1)
