@@ -85,22 +85,17 @@ def class_queries(class_names, synonyms=None):
 
 
 def resolve_prompt_templates(prompts):
-    """`prompts` -> list of templates with "{}" for the name, or None for the text embedder's own default.
+    """`prompts` -> tuple of templates holding "{}" for the name, or None (bare names).
 
     Args:
-        prompts: None, a str naming a template set of `keras_openseg.text.prompts` (e.g. "default", "single"),
-            or a list of template strings.
+        prompts: None, "default" or "single" (the sets of `keras_openseg.text.prompts`), or a list of templates.
     """
-    if prompts is None:
-        return None
-    if isinstance(prompts, str):
-        from keras_openseg.text import prompts as prompt_sets
+    from keras_openseg.text import prompts as prompt_sets
 
-        return list(prompt_sets.get_templates(prompts))
-    templates = list(prompts)
-    if not templates or not all(isinstance(t, str) and "{}" in t for t in templates):
-        raise ValueError(f"`prompts` templates must be strings holding '{{}}', got {prompts!r}.")
-    return templates
+    try:
+        return prompt_sets.get_templates(prompts)
+    except ValueError as error:
+        raise ValueError(f"`prompts`: {error}") from None
 
 
 def embed_class_queries(text_embedder, queries, templates=None):

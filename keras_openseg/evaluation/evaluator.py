@@ -1,5 +1,7 @@
 """The evaluation loop: stream a tfds split through `OpenSegModel.segment` and accumulate the paper's metrics."""
 
+import inspect
+
 import keras
 import numpy as np
 import tensorflow as tf  # the tf.data input pipeline (decode, resize, pad, batch) only
@@ -27,7 +29,7 @@ def evaluate(
     use_proposals=True,
     ignore_label=255,
     batch_size=4,
-    image_size=640,
+    image_size=None,
     max_examples=None,
     background_label=None,
     background_class_names=None,
@@ -38,34 +40,37 @@ def evaluate(
     """Evaluates an OpenSeg model on a semantic / panoptic split: mIoU, Grounding mIoU and proposal recall.
 
     The class names are embedded once (names x prompt templates x synonyms) with `model.text_embedder`; each
-    batch goes through `model.segment(images, text_embeddings=..., name_valid=..., use_proposals=...)`. Images
-    are scaled so that their longer side is `image_size` and zero-padded to a square; the logits of each image
-    are cropped to its content and resized bilinearly to the label size before the argmax, so labels are
-    scored at their original resolution.
+    batch, a list of images, goes through `model.segment(images, text_embeddings=..., name_valid=...,
+    use_proposals=...)`, which resizes and pads them as the model's image converter says and returns logits at
+    each image's size. Logits at another size than the labels are resized bilinearly before the argmax, so
+    labels are always scored at their original resolution.
 
     * `miou` (paper sec. 4.1): argmax over all queried classes, `MeanIoU` over the dataset.
     * `grounding_miou` (paper sec. 4.3): argmax over only the classes present in each image's ground truth.
-    * `recall@t` (paper table 1), when the examples have panoptic segments (`panoptic_image` + `segments`) and
-      `segment` returns `mask_logits`: fraction of non-crowd segments matched by a proposal with IoU >= t.
+    * `recall@t` (paper table 1), when the examples have panoptic segments (`panoptic_image` + `segments`):
+      fraction of non-crowd segments matched by a proposal with IoU >= t. The proposal logits come from
+      `segment(..., return_mask_logits=True)` when the model's `segment` takes that argument, otherwise from
+      a second backbone pass over the same canvas.
 
     Args:
-        model: an `OpenSegModel` (or any object with `text_embedder.embed(texts, templates=None)` and
-            `segment(images, text_embeddings=, name_valid=, use_proposals=)` returning a dict with `logits`
-            `[B, C, H, W]` and optionally `mask_logits` `[B, N, h, w]`).
+        model: an `OpenSegModel`, or any object with `text_embedder.embed(texts, templates=None)` and
+            `segment(images: list, text_embeddings=, name_valid=, use_proposals=)` returning a dict whose
+            `logits` is a list of per-image `[Q, H, W]` arrays (optionally `labels` `[H, W]` and `mask_logits`
+            `[N, H, W]`, also per image).
         dataset: `tf.data.Dataset` of unbatched tfds examples with `image` and `semantic` `[H, W, 1]` (semantic
             datasets) and/or `panoptic_image` + `segments` (openseg_shapes, coco_panoptic_captions).
         class_names: list of str. Names of the label values of `semantic`, in order.
-        prompts: None, str or list of str. Prompt templates (`resolve_prompt_templates`): None lets the text
-            embedder use its default; "default" / "single" name the sets of `keras_openseg.text.prompts`.
-            Defaults to None.
+        prompts: None, str or list of str. Prompt templates (`keras_openseg.text.prompts`): None queries the
+            bare names; "default" / "single" name the package's template sets. Defaults to None.
         synonyms: None, bool, str or dict. Synonym ensembles (`class_queries`); a class scores the max over its
             names. Defaults to None (one name per class).
         use_proposals: bool. False evaluates the per-pixel ablation of `segment`. Defaults to True.
         ignore_label: int or None. Label value of `semantic` that is not scored. Defaults to 255.
-        batch_size: int. Images per `segment` call. The logits take C x H x W floats per image; lower it for
-            large vocabularies (A-847) at 640 px. Defaults to 4.
-        image_size: int or None. Longer side the images are scaled to (the square they are padded to). None
-            keeps each image's size and pads a batch to its largest image. Defaults to 640.
+        batch_size: int. Images per `segment` call. `segment` returns C x H x W float32 logits per image on the
+            host; lower it for large vocabularies (A-847). Defaults to 4.
+        image_size: int or None. Scales each image so its longer side is `image_size` before `segment` (which
+            may resize again to its converter's size). None hands the images over at their own size.
+            Defaults to None.
         max_examples: int or None. Evaluates only the first examples. Defaults to None (the whole split).
         background_label: int or None. A class of `class_names` that is not queried by name (VOC's
             "background"); pixels won by `background_class_names` count as this class, and the means exclude it
@@ -92,7 +97,7 @@ def evaluate(
     model = keras_openseg.OpenSegModel.from_preset("path/to/preset")
     builder = tfds.builder("openseg_shapes")
     results = keras_openseg.evaluation.evaluate(
-        model, builder.as_dataset(split="validation"), builder.info.metadata["class_names"], image_size=None
+        model, builder.as_dataset(split="validation"), builder.info.metadata["class_names"], prompts="default"
     )
     print(keras_openseg.evaluation.format_miou_table({"OpenSeg": {"openseg_shapes": results}}))
     ```
@@ -137,7 +142,6 @@ def evaluate(
     miou = MeanIoU(num_classes, ignore_label, class_names)
     grounding_miou = GroundingMeanIoU(num_classes, ignore_label, class_names)
     recall = ProposalRecall(RECALL_THRESHOLDS)
-    recall_seen = False
     num_proposals = None
 
     if max_examples is not None:
@@ -148,37 +152,35 @@ def evaluate(
     progbar = keras.utils.Progbar(target, unit_name="image", stateful_metrics=["mIoU"]) if progress else None
     num_examples = 0
     for batch in batches.as_numpy_iterator():
-        outputs = model.segment(
-            batch["images"], text_embeddings=text_embeddings, name_valid=name_valid, use_proposals=use_proposals
-        )
-        logits = keras.ops.convert_to_tensor(outputs["logits"])
-        mask_logits = outputs.get("mask_logits") if has_panoptic else None
-        if mask_logits is not None:
-            mask_logits = keras.ops.convert_to_tensor(mask_logits)
-            num_proposals = int(mask_logits.shape[1])
-        padded_size = batch["images"].shape[1:3]
-        for i in range(batch["images"].shape[0]):
-            content = tuple(int(s) for s in batch["image_shape"][i])
+        # The model pads, resizes and restores each image itself: it gets the unpadded images as a list.
+        images = [image[:h, :w] for image, (h, w) in zip(batch["images"], batch["image_shape"])]
+        outputs = _segment(model, images, text_embeddings, name_valid, use_proposals, has_panoptic)
+        if has_panoptic:
+            mask_logits = outputs.get("mask_logits")
+            if mask_logits is None:
+                mask_logits = _proposal_logits(model, images)
+        for i, image in enumerate(images):
             label_size = tuple(int(s) for s in batch["label_shape"][i])
             if has_semantic:
                 y_true = batch["semantic"][i, : label_size[0], : label_size[1]]
-                image_logits = _resize(_crop_to_content(logits[i], content, padded_size), label_size)
-                predictions = query_labels[to_numpy(keras.ops.argmax(image_logits, axis=0))]
-                miou.update_state(y_true, predictions)
-                # Grounding: only the logits of the classes present in the image leave the device.
+                image_logits = _resize(outputs["logits"][i], label_size)
+                if image.shape[:2] == label_size and "labels" in outputs:
+                    winners = to_numpy(outputs["labels"][i])
+                else:
+                    winners = np.argmax(image_logits, axis=0)
+                miou.update_state(y_true, query_labels[winners])
+                # Grounding: the argmax over the logits of the classes present in the image only.
                 present = np.unique(y_true)
                 allowed = np.flatnonzero(np.isin(query_labels, present[present != ignore_label]))
                 if allowed.size:  # an image with only ignored pixels scores nothing
                     grounding_miou.update_state(
-                        y_true[None],
-                        to_numpy(keras.ops.take(image_logits, allowed, axis=0))[None],
-                        query_labels=query_labels[allowed],
+                        y_true[None], image_logits[allowed][None], query_labels=query_labels[allowed]
                     )
-            if mask_logits is not None:
+            if has_panoptic:
                 gt_masks, ignore_mask = _panoptic_masks(batch, i, label_size)
-                image_masks = _crop_to_content(mask_logits[i], content, padded_size)
+                image_masks = _resize(mask_logits[i], label_size)
+                num_proposals = image_masks.shape[0]
                 recall.update_state(gt_masks[None], image_masks[None], ignore_mask=ignore_mask[None])
-                recall_seen = True
             num_examples += 1
         if progbar is not None:
             progbar.update(num_examples, values=[("mIoU", miou.result(mean_classes))] if has_semantic else None)
@@ -206,32 +208,47 @@ def evaluate(
                 seen_grounding_miou=grounding_miou.result(seen),
                 held_out_grounding_miou=grounding_miou.result(unseen),
             )
-    if recall_seen:
+    if has_panoptic:
         results.update({f"recall@{t}": r for t, r in recall.result().items()})
         results.update(num_segments=recall.num_segments, num_proposals=num_proposals)
     return results
 
 
-def _crop_to_content(maps, content, padded_size):
-    """`[K, h, w]` maps over the padded image -> the part over the image content (`content` px of `padded_size`).
+def _segment(model, images, text_embeddings, name_valid, use_proposals, want_mask_logits):
+    kwargs = {}
+    if want_mask_logits and "return_mask_logits" in inspect.signature(model.segment).parameters:
+        kwargs["return_mask_logits"] = True
+    return model.segment(
+        images, text_embeddings=text_embeddings, name_valid=name_valid, use_proposals=use_proposals, **kwargs
+    )
 
-    When the content ends on a whole map pixel (always for input-resolution logits) this is a plain slice;
-    otherwise (stride-4 mask logits of an odd-sized image) the maps are first resized to the padded size.
+
+def _proposal_logits(model, images):
+    """Per-image mask logits `[N, H, W]` at image size, from a second backbone pass.
+
+    Only for models whose `segment` cannot return its `mask_logits`; it runs the backbone on the same canvas
+    `segment` builds (`keras_openseg.models.image_batching.ImageCanvas`).
     """
-    height, width = int(maps.shape[-2]), int(maps.shape[-1])
-    rows = content[0] * height / padded_size[0]
-    cols = content[1] * width / padded_size[1]
-    if rows != int(rows) or cols != int(cols):
-        maps = _resize(maps, tuple(int(s) for s in padded_size))
-        rows, cols = content
-    return maps[:, : int(rows), : int(cols)]
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise ValueError(
+            "Proposal recall needs the mask logits: `model.segment` returned no 'mask_logits' and `model` has no "
+            "`backbone`. Pass `proposal_recall=False`."
+        )
+    from keras_openseg.models.image_batching import ImageCanvas
+
+    canvas = ImageCanvas(images, getattr(getattr(model, "preprocessor", None), "image_converter", None))
+    return canvas.restore(backbone.predict_on_batch(canvas.canvas)["mask_logits"])
 
 
 def _resize(maps, size):
-    """Bilinear resize of `[K, h, w]` maps to `size` (identity when already that size)."""
+    """`[K, h, w]` maps as a numpy array, resized bilinearly to `size` when they are not that size."""
     if tuple(int(s) for s in maps.shape[-2:]) == tuple(size):
-        return maps
-    return keras.ops.image.resize(maps, size, interpolation="bilinear", data_format="channels_first")
+        return to_numpy(maps)
+    resized = keras.ops.image.resize(
+        keras.ops.cast(maps, "float32"), size, interpolation="bilinear", data_format="channels_first"
+    )
+    return to_numpy(resized)
 
 
 def _panoptic_masks(batch, i, label_size):
@@ -247,7 +264,7 @@ def _panoptic_masks(batch, i, label_size):
 
 
 def _input_pipeline(dataset, batch_size, image_size, ignore_label, has_semantic, has_panoptic):
-    """tf.data: decode-free tfds examples -> resized, padded batches with the sizes needed to undo the padding."""
+    """tf.data: tfds examples -> optionally resized, padded batches with the sizes needed to undo the padding."""
     pad_label = -1 if ignore_label is None else int(ignore_label)
 
     def prepare(example):
@@ -280,8 +297,5 @@ def _input_pipeline(dataset, batch_size, image_size, ignore_label, has_semantic,
     }
     batches = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     spec = batches.element_spec
-    padded_shapes = {key: [None] * len(value.shape) for key, value in spec.items()}
-    if image_size is not None:
-        padded_shapes["images"] = [image_size, image_size, 3]
     padding_values = {key: tf.constant(padding_values[key], spec[key].dtype) for key in spec}
-    return batches.padded_batch(batch_size, padded_shapes=padded_shapes, padding_values=padding_values).prefetch(1)
+    return batches.padded_batch(batch_size, padding_values=padding_values).prefetch(1)

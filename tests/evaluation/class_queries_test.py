@@ -63,6 +63,7 @@ def test_embedding_layout_and_single_call():
 
 def test_prompt_templates():
     assert resolve_prompt_templates(None) is None
-    assert resolve_prompt_templates(("a {}.", "the {}.")) == ["a {}.", "the {}."]
+    assert resolve_prompt_templates(["a {}.", "the {}."]) == ("a {}.", "the {}.")
+    assert resolve_prompt_templates("single") == ("a photo of a {}.",)
     with pytest.raises(ValueError, match="prompts"):
         resolve_prompt_templates(["no placeholder"])

@@ -24,26 +24,49 @@ class FakeTextEmbedder:
         return np.ones((len(texts), 4), np.float32) / 2.0
 
 
+def _fake_outputs(image, num_queries):
+    """Logits [Q, H, W] and mask logits [N, H, W] written in one image (see the module docstring)."""
+    image = np.asarray(image, np.float32)
+    queries = np.arange(num_queries, dtype=np.float32)[:, None, None]
+    logits = -((image[None, :, :, 0] / 10.0 - queries) ** 2)
+    proposal_ids = np.arange(1, NUM_PROPOSALS + 1, dtype=np.float32)[:, None, None]
+    on = np.abs(image[None, :, :, 1] - 10.0 * proposal_ids) < 5.0
+    return logits, np.where(on, 10.0, -10.0).astype(np.float32)
+
+
 class FakeModel:
+    """The `OpenSegModel.segment` contract: a list of images in, per-image arrays at each image's size out."""
+
     def __init__(self):
         self.text_embedder = FakeTextEmbedder()
         self.segment_calls = []
 
-    def segment(self, images, text_embeddings=None, name_valid=None, use_proposals=True):
+    def segment(self, images, text_embeddings=None, name_valid=None, use_proposals=True, return_mask_logits=False):
         self.segment_calls.append(
-            {"shape": images.shape, "text_embeddings": text_embeddings, "name_valid": name_valid,
-             "use_proposals": use_proposals}
+            {"shapes": [image.shape for image in images], "text_embeddings": text_embeddings,
+             "name_valid": name_valid, "use_proposals": use_proposals}
         )  # fmt: skip
-        images = np.asarray(images, np.float32)
-        queries = np.arange(text_embeddings.shape[0], dtype=np.float32)
-        logits = -((images[:, None, :, :, 0] / 10.0 - queries[None, :, None, None]) ** 2)
-        proposal_ids = np.arange(1, NUM_PROPOSALS + 1, dtype=np.float32)
-        on = np.abs(images[:, None, :, :, 1] - 10.0 * proposal_ids[None, :, None, None]) < 5.0
-        return {
-            "logits": keras.ops.convert_to_tensor(logits),
-            "labels": keras.ops.convert_to_tensor(np.argmax(logits, axis=1).astype(np.int32)),
-            "mask_logits": keras.ops.convert_to_tensor(np.where(on, 10.0, -10.0).astype(np.float32)),
-        }
+        logits, mask_logits = zip(*[_fake_outputs(image, text_embeddings.shape[0]) for image in images])
+        outputs = {"logits": list(logits), "labels": [np.argmax(x, axis=0).astype(np.int32) for x in logits]}
+        if return_mask_logits:
+            outputs["mask_logits"] = list(mask_logits)
+        return outputs
+
+
+class FakeBackbone:
+    def predict_on_batch(self, canvas):
+        mask_logits = [_fake_outputs(image, 1)[1] for image in canvas]
+        return {"mask_logits": keras.ops.convert_to_tensor(np.stack(mask_logits))}
+
+
+class FakeModelWithoutMaskLogits(FakeModel):
+    """A `segment` that cannot return its mask logits: the evaluator runs the backbone for them."""
+
+    backbone = FakeBackbone()
+    preprocessor = None
+
+    def segment(self, images, text_embeddings=None, name_valid=None, use_proposals=True):
+        return super().segment(images, text_embeddings, name_valid, use_proposals)
 
 
 def _example(semantic, predicted, proposals, panoptic_ids, segments):
@@ -97,7 +120,7 @@ def _dataset(examples):
 def test_metrics_by_hand_with_padding_and_panoptic_recall(capsys):
     model = FakeModel()
     results = evaluate(
-        model, _dataset(EXAMPLES), ["cat", "dog", "grass"], image_size=None, batch_size=2,
+        model, _dataset(EXAMPLES), ["cat", "dog", "grass"], batch_size=2,
         held_out_class_names=["grass"], progress=True,
     )  # fmt: skip
     # Full vocabulary. class 0: TP 3, GT 4, predicted 6 -> 3/7; class 1: TP 9, GT 10, predicted 10 -> 9/11;
@@ -118,24 +141,24 @@ def test_metrics_by_hand_with_padding_and_panoptic_recall(capsys):
     assert results["recall@0.9"] == pytest.approx(2 / 4)
     assert results["num_segments"] == 4 and results["num_proposals"] == NUM_PROPOSALS
     assert results["num_examples"] == 2 and results["num_classes"] == 3 and results["num_names"] == 3
-    # One text-embedding pass for the whole split, one segment call per batch of padded images.
+    # One text-embedding pass for the whole split.
     assert model.text_embedder.calls == [(["cat", "dog", "grass"], None)]
-    assert len(model.segment_calls) == 1 and model.segment_calls[0]["shape"] == (2, 4, 6, 3)
+    # One segment call per batch, with the images unpadded.
+    assert len(model.segment_calls) == 1 and model.segment_calls[0]["shapes"] == [(4, 4, 3), (2, 6, 3)]
     assert model.segment_calls[0]["text_embeddings"].shape == (3, 1, 4)
     assert model.segment_calls[0]["use_proposals"] is True
     assert "2/2" in capsys.readouterr().out
 
 
-def test_images_are_resized_padded_and_cropped_back():
-    # A 4 x 2 image scaled to 8 x 4 and padded to 8 x 8: any leak of the zero padding (class 0) or a wrong
-    # crop would show up as class 0 predictions.
+def test_image_size_resizes_images_and_logits_go_back_to_label_size():
+    # A 4 x 2 image scaled to 8 x 4 for the model; its logits and mask logits are resized back to 4 x 2.
     example = _example(
         semantic=[[1, 2]] * 4, predicted=[[1, 2]] * 4, proposals=[[1, 0]] * 4, panoptic_ids=[[4, 0]] * 4,
         segments=[(4, False)],
     )  # fmt: skip
     model = FakeModel()
     results = evaluate(model, _dataset([example]), ["a", "b", "c"], image_size=8, progress=False)
-    assert model.segment_calls[0]["shape"] == (1, 8, 8, 3)
+    assert model.segment_calls[0]["shapes"] == [(8, 4, 3)]
     assert results["per_class_iou"] == {"a": None, "b": 1.0, "c": 1.0}
     assert results["recall@0.9"] == 1.0
 
@@ -154,7 +177,7 @@ def test_voc_background_rule_synonyms_prompts_and_options():
         model, dataset, ["background", "cat", "dog"], background_label=0, background_class_names=["sky", "Cat"],
         synonyms={"dog": ["dog", "puppy"]}, prompts=["a photo of a {}."], use_proposals=False, progress=False,
     )  # fmt: skip
-    assert model.text_embedder.calls == [(["cat", "dog", "puppy", "sky"], ["a photo of a {}."])]
+    assert model.text_embedder.calls == [(["cat", "dog", "puppy", "sky"], ("a photo of a {}.",))]
     assert model.segment_calls[0]["name_valid"].tolist() == [[True, False], [True, True], [True, False]]
     assert model.segment_calls[0]["use_proposals"] is False
     # background: 1/2 (not in the mean), cat: TP 1, GT 1, predicted 2 -> 1/2, dog: 1.
@@ -163,10 +186,15 @@ def test_voc_background_rule_synonyms_prompts_and_options():
     assert "recall@0.5" not in results
 
 
-def test_max_examples_and_bad_arguments():
-    model = FakeModel()
-    results = evaluate(model, _dataset(EXAMPLES), ["cat", "dog", "grass"], image_size=None, max_examples=1, progress=False)
+def test_max_examples_and_mask_logits_from_a_second_backbone_pass():
+    model = FakeModelWithoutMaskLogits()
+    results = evaluate(model, _dataset(EXAMPLES), ["cat", "dog", "grass"], max_examples=1, progress=False)
     assert results["num_examples"] == 1
+    assert results["recall@0.9"] == 1.0 and results["num_segments"] == 2  # segments 1 and 2 of image 1
+
+
+def test_bad_arguments():
+    model = FakeModel()
     with pytest.raises(ValueError, match="background_label"):
         evaluate(model, _dataset(EXAMPLES), ["cat"], background_label=3)
     with pytest.raises(ValueError, match="unbatched"):
