@@ -2,7 +2,7 @@
 
 Example:
     keras-openseg evaluate --preset ./my_preset --dataset ade20k/150 --synonyms --json ade150.json
-    keras-openseg evaluate --preset ./my_preset --dataset openseg_shapes --image-size 0 --max-examples 64
+    keras-openseg evaluate --preset ./my_preset --dataset openseg_shapes --max-examples 64
 """
 
 import json
@@ -35,7 +35,11 @@ def add_arguments(parser):
     parser.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N examples")
     parser.add_argument("--batch-size", type=int, default=4, help="images per segment() call (default: 4)")
     parser.add_argument(
-        "--image-size", type=int, default=640, help="longer image side fed to the model; 0 = native size (default: 640)"
+        "--image-size",
+        type=int,
+        default=0,
+        help="scale images to this longer side before the model; 0 = as stored (the preset's converter may "
+        "still resize) (default: 0)",
     )
     parser.add_argument("--data-dir", default=None, help="tfds data_dir (default: tfds's)")
     parser.add_argument("--json", default=None, help="write the results (all metrics, per-class IoU) to this file")
