@@ -1,0 +1,116 @@
+"""Scale jitter / crop / pad / flip keep the image, the id map and the masks aligned (property tests)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keras_openseg.data import augmentation
+
+pytestmark = pytest.mark.backend_independent
+
+
+@st.composite
+def scenes(draw):
+    """A partition of an H x W image into rectangles with large ids, and a jitter geometry."""
+    height, width = draw(st.integers(8, 40)), draw(st.integers(8, 40))
+    row_cuts = sorted(draw(st.sets(st.integers(1, height - 1), max_size=3)))
+    col_cuts = sorted(draw(st.sets(st.integers(1, width - 1), max_size=3)))
+    rows = np.searchsorted(row_cuts, np.arange(height), side="right")
+    cols = np.searchsorted(col_cuts, np.arange(width), side="right")
+    ids = 1000 + 7 * (rows[:, None] * 4 + cols[None, :])  # spans several bytes, like panoptic ids
+    image_size = draw(st.sampled_from([16, 24, 32]))
+    seed = draw(st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1)))
+    flip = draw(st.booleans())
+    return ids.astype(np.int32), image_size, seed, flip
+
+
+def _palette(ids):
+    # A distinct color per id, so the image tells which segment a pixel shows.
+    return np.stack([(ids * 37) % 251, (ids * 91) % 241, (ids * 13) % 239], -1).astype(np.float32)
+
+
+def _geometry_and_outputs(ids, image_size, seed, flip):
+    geometry = augmentation.random_geometry(tf.constant(seed, tf.int64), ids.shape, image_size, (0.8, 1.2), flip)
+    out_ids = augmentation.apply_geometry(tf.constant(ids)[..., None], geometry, image_size, method="nearest")
+    out_image = augmentation.apply_geometry(tf.constant(_palette(ids)), geometry, image_size)
+    return geometry, out_ids.numpy()[..., 0], out_image.numpy()
+
+
+@given(scenes())
+def test_id_map_partitions_the_crop_and_pads_with_void(scene):
+    ids, image_size, seed, flip = scene
+    geometry, out_ids, _ = _geometry_and_outputs(ids, image_size, seed, flip)
+    height, width = int(geometry.height), int(geometry.width)
+    # The long side is image_size * [0.8, 1.2].
+    assert 0.8 * image_size - 1 <= max(height, width) <= 1.2 * image_size + 1
+    assert 0 <= int(geometry.offset_y) <= max(height - image_size, 0)
+    assert 0 <= int(geometry.offset_x) <= max(width - image_size, 0)
+    content = out_ids[: min(height, image_size), : min(width, image_size)]
+    assert np.all(np.isin(content, np.unique(ids)))  # every content pixel belongs to exactly one segment
+    padding = out_ids.copy()
+    padding[: min(height, image_size), : min(width, image_size)] = 0
+    assert np.all(padding == 0)
+
+
+@given(scenes())
+def test_segment_areas_scale_with_the_resize(scene):
+    ids, image_size, seed, flip = scene
+    geometry, out_ids, _ = _geometry_and_outputs(ids, image_size, seed, flip)
+    height, width = int(geometry.height), int(geometry.width)
+    scale_y, scale_x = height / ids.shape[0], width / ids.shape[1]
+    top, left = int(geometry.offset_y), int(geometry.offset_x)
+    bottom, right = top + min(height, image_size), left + min(width, image_size)
+    for segment in np.unique(ids):
+        rows, cols = np.nonzero(np.any(ids == segment, axis=1))[0], np.nonzero(np.any(ids == segment, axis=0))[0]
+        # The rectangle in the resized frame, clipped to the crop window.
+        y0, y1 = max(rows[0] * scale_y, top), min((rows[-1] + 1) * scale_y, bottom)
+        x0, x1 = max(cols[0] * scale_x, left), min((cols[-1] + 1) * scale_x, right)
+        expected_h, expected_w = max(y1 - y0, 0), max(x1 - x0, 0)
+        area = np.sum(out_ids == segment)
+        # Nearest-neighbour rounding moves each edge by at most one pixel.
+        assert abs(area - expected_h * expected_w) <= 2 * (expected_h + expected_w) + 4
+
+
+@given(scenes())
+def test_image_stays_aligned_with_the_segments(scene):
+    ids, image_size, seed, flip = scene
+    geometry, out_ids, out_image = _geometry_and_outputs(ids, image_size, seed, flip)
+    scale = max(int(geometry.height) / ids.shape[0], int(geometry.width) / ids.shape[1])
+    radius = int(np.ceil(max(scale, 1.0))) + 1
+    height, width = min(int(geometry.height), image_size), min(int(geometry.width), image_size)
+    padded = np.pad(out_ids[:height, :width], radius, mode="edge")
+    # Pixels deep inside a segment (no other segment within `radius`) show exactly that segment's color.
+    interior = np.ones((height, width), bool)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            shifted = padded[radius + dy : radius + dy + height, radius + dx : radius + dx + width]
+            interior &= shifted == out_ids[:height, :width]
+    # Edge padding copies the border: exclude the border band too, where outside pixels were cropped away.
+    interior[:radius], interior[-radius:], interior[:, :radius], interior[:, -radius:] = False, False, False, False
+    expected = _palette(out_ids[:height, :width])
+    np.testing.assert_allclose(out_image[:height, :width][interior], expected[interior], atol=1.0)
+
+
+@given(scenes())
+def test_soft_masks_follow_the_id_map(scene):
+    ids, image_size, seed, flip = scene
+    geometry, out_ids, _ = _geometry_and_outputs(ids, image_size, seed, flip)
+    segments = np.unique(ids)
+    stack = np.stack([ids == s for s in segments], -1).astype(np.float32)
+    masks = augmentation.apply_geometry(tf.constant(stack), geometry, image_size).numpy() >= 0.5
+    for k, segment in enumerate(segments):
+        expected = out_ids == segment
+        if expected.sum() < 16:
+            continue
+        iou = np.sum(masks[..., k] & expected) / np.sum(masks[..., k] | expected)
+        assert iou > 0.6
+
+
+def test_flip_mirrors_the_crop():
+    ids = np.arange(12, dtype=np.int32).reshape(3, 4) + 1
+    geometry = augmentation.Geometry(*(tf.constant(v) for v in (3, 4, 0, 0)), tf.constant(True))
+    out = augmentation.apply_geometry(tf.constant(ids)[..., None], geometry, 4, method="nearest").numpy()[..., 0]
+    np.testing.assert_array_equal(out[:3], ids[:, ::-1])
+    np.testing.assert_array_equal(out[3], 0)

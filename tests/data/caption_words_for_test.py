@@ -1,0 +1,55 @@
+"""Caption words extracted once per dataset split and cached beside the data."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_openseg.data import caption_vocabulary
+from keras_openseg.data import caption_words_for
+
+pytestmark = pytest.mark.backend_independent
+
+
+def test_words_of_a_tfds_split_are_cached_beside_the_data(shapes_data_dir, extractor):
+    builder = tfds.builder("openseg_shapes/tiny", data_dir=shapes_data_dir)
+    words = caption_words_for(builder, extractor, split="validation")
+    captions = [c.decode() for e in tfds.as_numpy(builder.as_dataset(split="validation")) for c in e["captions"]]
+    assert set(words) == set(captions)
+    assert words[captions[0]] == extractor.extract([captions[0]])[0]
+    cache_files = list((shapes_data_dir / "openseg_shapes" / "tiny").glob("*/caption_words/validation-*.json"))
+    assert len(cache_files) == 1
+    calls = extractor.calls
+    assert caption_words_for(builder, extractor, split="validation") == words
+    assert extractor.calls == calls  # read from the cache, not extracted again
+
+
+def test_datasets_and_lists_of_captions(extractor, tmp_path):
+    dataset = tf.data.Dataset.from_tensor_slices({"captions": [["A red star.", "Grass."], ["A red star.", "sky"]]})
+    words = caption_words_for(dataset, extractor)
+    assert words == {"A red star.": ["star"], "Grass.": ["grass"], "sky": []}
+    cache = tmp_path / "words.json"
+    assert caption_words_for(["two discs"], extractor, cache_path=cache) == {"two discs": ["discs"]}
+    assert cache.exists()
+    assert caption_vocabulary(words, {"x": ["discs", "star"]}) == ["discs", "grass", "star"]
+
+
+def test_bad_sources_are_rejected(extractor, shapes_data_dir):
+    with pytest.raises(ValueError, match="split"):
+        caption_words_for(tfds.builder("openseg_shapes/tiny", data_dir=shapes_data_dir), extractor)
+    with pytest.raises(ValueError, match="captions"):
+        caption_words_for(tf.data.Dataset.from_tensor_slices({"image": np.zeros((1, 2, 2, 3))}), extractor)
+
+
+@pytest.mark.slow
+def test_spacy_finds_shape_color_and_stuff_words_in_shapes_captions(shapes_data_dir):
+    from keras_openseg.text.caption_words import CaptionWordExtractor
+
+    builder = tfds.builder("openseg_shapes/tiny", data_dir=shapes_data_dir)
+    words = caption_words_for(builder, CaptionWordExtractor(cache=False), split="train")
+    vocabulary = set(caption_vocabulary(words))
+    # The shapes world is only useful when the extractor keeps its shape, color and stuff words.
+    assert vocabulary & {"circle", "disc", "disk", "square", "box", "triangle", "star", "ring", "donut", "cross"}
+    assert vocabulary & {"red", "blue", "yellow", "purple"}
+    assert vocabulary & {"sky", "grass", "water", "sand", "wall", "lawn", "lake", "sea", "beach"}
+    assert "hexagon" not in vocabulary

@@ -1,0 +1,67 @@
+"""Panoptic decoding and packing of class-agnostic masks into fixed slots."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_openseg.data import masks as masks_lib
+
+pytestmark = pytest.mark.backend_independent
+
+
+def test_panoptic_ids_combine_the_three_channels():
+    rng = np.random.default_rng(0)
+    panoptic = rng.integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
+    rgb = panoptic.astype(np.int64)
+    expected = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    np.testing.assert_array_equal(masks_lib.panoptic_ids(tf.constant(panoptic)).numpy(), expected)
+
+
+def _id_map():
+    ids = np.zeros((6, 6), np.int32)
+    ids[:, :3] = 70001  # 18 pixels
+    ids[:2, 3:] = 5  # 6 pixels
+    ids[2:, 3:] = 300  # 12 pixels, crowd below
+    return ids
+
+
+def test_pack_segment_masks_largest_first_without_crowd_or_void():
+    ids = _id_map()
+    masks, valid = masks_lib.pack_segment_masks(
+        tf.constant(ids), tf.constant([5, 300, 70001, 9], tf.int64), tf.constant([True, False, True, True]), 4
+    )
+    masks, valid = masks.numpy(), valid.numpy()
+    assert masks.shape == (4, 6, 6) and masks.dtype == np.float32
+    np.testing.assert_array_equal(valid, [True, True, False, False])  # id 9 has no pixel, 300 is crowd
+    np.testing.assert_array_equal(masks[0], ids == 70001)
+    np.testing.assert_array_equal(masks[1], ids == 5)
+    assert masks[2:].sum() == 0
+
+
+def test_pack_segment_masks_keeps_the_largest_when_there_are_too_many():
+    ids = _id_map()
+    masks, valid = masks_lib.pack_segment_masks(
+        tf.constant(ids), tf.constant([5, 300, 70001]), tf.constant([True, True, True]), 2
+    )
+    np.testing.assert_array_equal(valid.numpy(), [True, True])
+    np.testing.assert_array_equal(masks.numpy()[1], ids == 300)
+
+
+def test_pack_segment_masks_of_an_image_with_no_segment():
+    ids = tf.zeros([4, 4], tf.int32)
+    masks, valid = masks_lib.pack_segment_masks(ids, tf.zeros([0], tf.int64), tf.zeros([0], tf.bool), 3)
+    assert masks.shape == (3, 4, 4) and masks.numpy().sum() == 0
+    np.testing.assert_array_equal(valid.numpy(), [False, False, False])
+    # A segment listed with id 0 is void, never a target.
+    masks, valid = masks_lib.pack_segment_masks(ids, tf.constant([0]), tf.constant([True]), 3)
+    assert not valid.numpy().any()
+
+
+def test_pack_masks_drops_invalid_and_empty_masks():
+    stack = np.zeros((3, 4, 4), bool)
+    stack[0, :1] = True  # 4 pixels
+    stack[1, :3] = True  # 12 pixels, but invalid
+    masks, valid = masks_lib.pack_masks(tf.constant(stack), tf.constant([True, False, True]), 4)
+    np.testing.assert_array_equal(valid.numpy(), [True, False, False, False])
+    np.testing.assert_array_equal(masks.numpy()[0], stack[0])
+    assert masks.numpy()[1:].sum() == 0
