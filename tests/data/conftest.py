@@ -1,10 +1,11 @@
-"""Fixtures of the input-pipeline tests: a word table, a stand-in extractor and the built tiny shapes data."""
+"""Fixtures of the input-pipeline tests: a random word table, a stand-in extractor, the built tiny shapes data."""
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 import keras_openseg.datasets.openseg_shapes  # noqa: F401  (registers openseg_shapes)
+from keras_openseg.text import WordEmbeddingTable
 
 
 class WhitespaceExtractor:
@@ -18,21 +19,10 @@ class WhitespaceExtractor:
         return [list(dict.fromkeys(w.strip(".,").lower() for w in c.split() if len(w.strip(".,")) > 3)) for c in captions]
 
 
-class ArrayWordTable:
-    """The `WordEmbeddingTable` interface the pipeline uses: `.ids(words)`, `.embeddings`, `.embedding_dim`."""
-
-    def __init__(self, words, embedding_dim=8, seed=0):
-        self.words = list(words)
-        embeddings = np.random.default_rng(seed).normal(size=(len(self.words), embedding_dim)).astype(np.float32)
-        self.embeddings = embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)
-        self.embedding_dim = embedding_dim
-        self._rows = {word: row for row, word in enumerate(self.words)}
-
-    def __len__(self):
-        return len(self.words)
-
-    def ids(self, words):
-        return np.array([self._rows.get(word, -1) for word in words], np.int32)
+def random_word_table(words, embedding_dim=8, seed=0):
+    """A `WordEmbeddingTable` of random unit vectors: the pipeline needs no text encoder to be tested."""
+    embeddings = np.random.default_rng(seed).normal(size=(len(words), embedding_dim)).astype(np.float32)
+    return WordEmbeddingTable(list(words), embeddings, encoder_id="random-test-vectors")
 
 
 @pytest.fixture
@@ -42,7 +32,7 @@ def extractor():
 
 @pytest.fixture
 def make_table():
-    return ArrayWordTable
+    return random_word_table
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from keras_openseg.data import TrainingSource
 from keras_openseg.data import load_pseudo_labels
 from keras_openseg.data import make_training_dataset
 from keras_openseg.data import pseudo_label_dataset
+from keras_openseg.text import WordEmbeddingTable
 
 
 class ThresholdTeacher:
@@ -55,15 +56,8 @@ def test_pseudo_labels_are_saved_reused_and_trainable(tmp_path):
 
     source = TrainingSource(dataset, caption_words={f"caption {i}": ["caption"] for i in range(3)})
     assert source.kind == "masks"
-    table_words = ["caption"]
-
-    class Table:
-        embeddings = np.ones((1, 4), np.float32)
-
-        def ids(self, words):
-            return np.array([table_words.index(w) if w in table_words else -1 for w in words], np.int32)
-
-    x, y = next(iter(make_training_dataset(source, Table(), image_size=32, batch_size=3, max_masks=4, seed=0)))
+    table = WordEmbeddingTable(["caption"], np.ones((1, 4), np.float32), encoder_id="test")
+    x, y = next(iter(make_training_dataset(source, table, image_size=32, batch_size=3, max_masks=4, seed=0)))
     assert keras.ops.convert_to_tensor(y["masks"]).shape == (3, 4, 32, 32)
     assert np.all(y["mask_valid"].numpy()[:, :2]) and not y["mask_valid"].numpy()[:, 2:].any()
     assert np.all(x["word_valid"].numpy()[:, 0])
