@@ -7,12 +7,13 @@ from keras_openseg.layers import FPNFusion
 from keras_openseg.layers import LearnedPositionEmbedding
 from keras_openseg.layers import MaskPooling
 from keras_openseg.layers import MaskQueryDecoder
+from keras_openseg.models.preset_loading import OpenSegPresetMixin
 
 REGION_POOLINGS = ("sum", "mean")
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
-class OpenSegBackbone(Backbone):
+class OpenSegBackbone(OpenSegPresetMixin, Backbone):
     """OpenSeg mask proposals and region embeddings on top of any keras_hub feature pyramid (sec. 3.1, App. C).
 
     The image encoder's pyramid (P2 to P5) is fused into one stride-4 feature map F (`FPNFusion`). Two

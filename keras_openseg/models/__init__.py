@@ -1,0 +1,27 @@
+"""OpenSeg models: the backbone, the student and teacher tasks, preprocessing, inference scores, presets."""
+
+from keras_openseg.models.openseg_backbone import OpenSegBackbone
+from keras_openseg.models.openseg_image_converter import OpenSegImageConverter
+from keras_openseg.models.openseg_model import OpenSegModel
+from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
+from keras_openseg.models.openseg_presets import OPENSEG_ARCHITECTURES
+from keras_openseg.models.openseg_teacher import OpenSegTeacher
+from keras_openseg.models.mask_nms import mask_iou
+from keras_openseg.models.mask_nms import mask_nms
+from keras_openseg.models.segmentation_logits import pixel_logits
+from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
+from keras_openseg.models.segmentation_logits import segmentation_logits
+
+__all__ = [
+    "OPENSEG_ARCHITECTURES",
+    "OpenSegBackbone",
+    "OpenSegImageConverter",
+    "OpenSegModel",
+    "OpenSegPreprocessor",
+    "OpenSegTeacher",
+    "mask_iou",
+    "mask_nms",
+    "pixel_logits",
+    "region_pooled_pixel_features",
+    "segmentation_logits",
+]

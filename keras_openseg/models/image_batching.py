@@ -1,0 +1,111 @@
+"""Batched inference on raw images of any size: normalize, resize, pad to a multiple of 32, and back.
+
+`OpenSegModel.segment`, `OpenSegModel.pixel_features` and `OpenSegTeacher.pseudo_label` share these steps:
+every image is normalized by the model's image converter, optionally resized to fit the converter's
+`image_size`, padded (bottom and right, with zeros after normalization) onto one canvas whose sides are
+multiples of 32, run through the backbone as one batch, and each per-pixel result is cropped back to its
+image and resized to the image's own size.
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+from keras_openseg.layers.resizing import resize
+
+STRIDE = 32
+
+
+def as_image_list(images):
+    """`images` as a list of `[H, W, 3]` numpy arrays, and whether they came as one `[B, H, W, 3]` array.
+
+    Accepts one `[H, W, 3]` image, a `[B, H, W, 3]` array or tensor, or a list of `[H, W, 3]` images
+    (sizes may differ).
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("`images` is empty: give at least one [H, W, 3] image.")
+        image_list = [np.asarray(ops.convert_to_numpy(image)) for image in images]
+        stacked = False
+    else:
+        array = np.asarray(ops.convert_to_numpy(images))
+        if array.ndim == 3:
+            array = array[None]
+        image_list = list(array)
+        stacked = True
+    for index, image in enumerate(image_list):
+        if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
+            raise ValueError(f"`images[{index}]` must be [H, W, 3] with H, W >= 1. Received shape {image.shape}.")
+    return image_list, stacked
+
+
+def _normalize(image, image_converter):
+    image = image.astype("float32")
+    if image_converter is None:
+        return image
+    if image_converter.scale is not None:
+        image = image * np.asarray(image_converter.scale, "float32")
+    if image_converter.offset is not None:
+        image = image + np.asarray(image_converter.offset, "float32")
+    return image
+
+
+def _round_up(value, multiple=STRIDE):
+    return int(math.ceil(value / multiple) * multiple)
+
+
+class ImageCanvas:
+    """A batch of images of any sizes, normalized, resized to fit `image_size` and padded into one canvas.
+
+    Args:
+        images: list of `[H, W, 3]` numpy images (raw pixels, e.g. uint8).
+        image_converter: keras_hub `ImageConverter` or None. Its `scale` and `offset` normalize the pixels;
+            its `image_size`, when set, is the box every image is resized into (aspect ratio kept).
+
+    Attributes:
+        canvas: `[B, Hc, Wc, 3]` float32, Hc and Wc multiples of 32.
+        sizes: list of the original `(H, W)`.
+        fitted_sizes: list of the `(h, w)` each image covers on the canvas.
+    """
+
+    def __init__(self, images, image_converter=None):
+        image_size = getattr(image_converter, "image_size", None)
+        self.sizes = [tuple(image.shape[:2]) for image in images]
+        fitted = []
+        for image in images:
+            image = _normalize(image, image_converter)
+            if image_size is not None:
+                height, width = image.shape[:2]
+                factor = min(image_size[0] / height, image_size[1] / width)
+                size = (max(1, round(height * factor)), max(1, round(width * factor)))
+                if size != (height, width):
+                    image = ops.convert_to_numpy(resize(ops.convert_to_tensor(image[None]), size))[0]
+            fitted.append(image)
+        self.fitted_sizes = [tuple(image.shape[:2]) for image in fitted]
+        if image_size is not None:
+            canvas_size = (_round_up(image_size[0]), _round_up(image_size[1]))
+        else:
+            canvas_size = (
+                _round_up(max(size[0] for size in self.fitted_sizes)),
+                _round_up(max(size[1] for size in self.fitted_sizes)),
+            )
+        self.canvas = np.zeros((len(fitted),) + canvas_size + (3,), "float32")
+        for index, image in enumerate(fitted):
+            self.canvas[index, : image.shape[0], : image.shape[1]] = image
+
+    def restore(self, maps, interpolation="bilinear"):
+        """Per-image `[C, H, W]` numpy maps at the original sizes from `[B, C, h, w]` maps over the canvas.
+
+        The maps (at the canvas resolution or any fraction of it, e.g. stride 4) are resized to the canvas,
+        cropped to each image's area and resized to the image's own size.
+        """
+        canvas_size = self.canvas.shape[1:3]
+        maps = resize(ops.convert_to_tensor(maps), canvas_size, axes=(2, 3), interpolation=interpolation)
+        restored = []
+        for index, (fitted, size) in enumerate(zip(self.fitted_sizes, self.sizes)):
+            crop = maps[index : index + 1, :, : fitted[0], : fitted[1]]
+            if fitted != size:
+                crop = resize(crop, size, axes=(2, 3), interpolation=interpolation)
+            restored.append(np.asarray(ops.convert_to_numpy(crop))[0])
+        return restored

@@ -1,0 +1,35 @@
+import keras
+from keras_hub.layers import ImageConverter
+
+from keras_openseg.models.openseg_backbone import OpenSegBackbone
+
+
+@keras.saving.register_keras_serializable(package="keras_openseg")
+class OpenSegImageConverter(ImageConverter):
+    """Raw images to OpenSeg inputs: optional resize, then the image encoder's normalization (sec. 3.1).
+
+    A keras_hub `ImageConverter` registered for `OpenSegBackbone`, so `from_preset` finds it and presets
+    save it as `image_converter.json`. `scale` and `offset` are those of the image encoder's own preset
+    (e.g. ImageNet mean and standard deviation for a ResNet): the converter maps 0..255 pixels to the range
+    the encoder was trained on.
+
+    OpenSeg runs on any image whose sides are multiples of 32, so `image_size` is usually `None` (no
+    resizing): the input pipeline crops and jitters training images, and `OpenSegModel.segment` pads
+    arbitrary images itself.
+
+    Args:
+        image_size: `(int, int)` or None. Output size; None keeps the input size. Defaults to `None`.
+        scale: float, tuple of 3 floats or None. Multiplies the pixels (per channel for a tuple). Defaults
+            to `None`.
+        offset: float, tuple of 3 floats or None. Added after `scale`. Defaults to `None`.
+        **kwargs: further `keras_hub.layers.ImageConverter` arguments (`crop_to_aspect_ratio`,
+            `interpolation`, `antialias`, ...).
+
+    Example:
+
+    >>> converter = OpenSegImageConverter(scale=1 / 255.0)
+    >>> converter(np.full((1, 64, 64, 3), 255, "uint8")).shape
+    (1, 64, 64, 3)
+    """
+
+    backbone_cls = OpenSegBackbone

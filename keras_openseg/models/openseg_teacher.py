@@ -1,0 +1,181 @@
+import keras
+import numpy as np
+from keras import ops
+from keras_hub.models import Task
+
+from keras_openseg.losses import best_match_dice_loss
+from keras_openseg.models.image_batching import ImageCanvas
+from keras_openseg.models.image_batching import as_image_list
+from keras_openseg.models.mask_nms import mask_nms
+from keras_openseg.models.openseg_backbone import OpenSegBackbone
+from keras_openseg.models.openseg_model import check_training_data
+from keras_openseg.models.openseg_model import images_of
+from keras_openseg.models.openseg_model import training_optimizer
+from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
+from keras_openseg.models.preset_loading import OpenSegPresetMixin
+
+
+def select_masks(mask_logits, max_masks, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5):
+    """Confident, de-duplicated masks out of the teacher's proposals, best first.
+
+    A proposal's score is its mean probability over the pixels it covers (where sigmoid(logit) >
+    `mask_threshold`): how confidently the mask separates its region from the rest. Proposals below
+    `score_threshold` are dropped, the rest de-duplicated by greedy mask NMS, and the best `max_masks`
+    kept. All in `keras.ops`, with fixed shapes.
+
+    Args:
+        mask_logits: `[B, N, h, w]` mask logits.
+        max_masks: int. Number M of output slots.
+        score_threshold: float. Smallest score of a kept mask. Defaults to `0.5`.
+        nms_iou: float. Largest IoU with a better kept mask. Defaults to `0.5`.
+        mask_threshold: float. Probability above which a pixel belongs to a mask. Defaults to `0.5`.
+
+    Returns:
+        A tuple `(probabilities [B, M, h, w] float32, scores [B, M] float32, valid [B, M] bool)`; invalid
+        slots hold zeros.
+    """
+    probabilities = ops.sigmoid(ops.cast(mask_logits, "float32"))
+    binary = ops.cast(probabilities > mask_threshold, "float32")
+    area = ops.sum(binary, axis=(2, 3))
+    scores = ops.sum(probabilities * binary, axis=(2, 3)) / ops.maximum(area, 1.0)
+    keep = mask_nms(binary, scores, iou_threshold=nms_iou, score_threshold=score_threshold)
+    num_queries = mask_logits.shape[1]
+    ranked = ops.where(keep, scores, -1.0)
+    if max_masks > num_queries:
+        ranked = ops.pad(ranked, [[0, 0], [0, max_masks - num_queries]], constant_values=-2.0)
+        probabilities = ops.pad(probabilities, [[0, 0], [0, max_masks - num_queries], [0, 0], [0, 0]])
+    top_scores, top = ops.top_k(ranked, k=max_masks)
+    valid = top_scores >= 0.0
+    selected = ops.take_along_axis(probabilities, top[:, :, None, None], axis=1)
+    selected = selected * ops.cast(valid, "float32")[:, :, None, None]
+    return selected, ops.where(valid, top_scores, 0.0), valid
+
+
+@keras.saving.register_keras_serializable(package="keras_openseg")
+class OpenSegTeacher(OpenSegPresetMixin, Task):
+    """The OpenSeg mask branch trained on class-agnostic masks alone, for pseudo labels (sec. 3.3).
+
+    The teacher is an `OpenSegBackbone` trained with the best-match dice loss L_S only (eq. 1) on data with
+    segmentation masks (e.g. COCO panoptic). `pseudo_label` then turns its proposals on caption-only images
+    into confident, de-duplicated masks, which train the student `OpenSegModel` as if they were labels: its
+    output is the student's `y = {"masks", "mask_valid"}`. The region head is carried but untrained here;
+    since the backbone class is the student's, `OpenSegModel(backbone=teacher.backbone)` or
+    `OpenSegModel.from_preset(teacher_preset)` starts the student from the teacher's mask branch.
+
+    Training batches: `x` = images `[B, H, W, 3]` (or a dict holding `images`), `y = {"masks" [B, M, H, W],
+    "mask_valid" [B, M]}`; the loss is reported as the metric `dice_loss`.
+
+    Args:
+        backbone: `OpenSegBackbone`.
+        preprocessor: `OpenSegPreprocessor` or None. Defaults to `None`.
+        matching: `"max"` or `"one_to_one"`. Label-to-prediction matching of the dice loss. Defaults to
+            `"max"`.
+        dice_smooth: float. Smoothing of the dice coefficient. Defaults to `1.0`.
+        **kwargs: `keras_hub.models.Task` arguments (`name`, `compile`).
+
+    Example:
+
+    ```python
+    teacher = keras_openseg.OpenSegTeacher(backbone, preprocessor)
+    teacher.fit(coco_masks_ds, epochs=1)
+    y = teacher.pseudo_label(images, max_masks=16)
+    student.fit({"images": images, "word_embeddings": words, "word_valid": valid}, y)
+    ```
+    """
+
+    backbone_cls = OpenSegBackbone
+    preprocessor_cls = OpenSegPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, matching="max", dice_smooth=1.0, **kwargs):
+        if not isinstance(backbone, OpenSegBackbone):
+            raise ValueError(f"`backbone` must be an `OpenSegBackbone`. Received: {type(backbone).__name__}")
+        # === Functional Model ===
+        images = backbone.input
+        outputs = backbone(images)
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.dice_loss_tracker = keras.metrics.Mean(name="dice_loss")
+
+        # === Config ===
+        self.matching = matching
+        self.dice_smooth = dice_smooth
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(images_of(inputs), training=training, mask=mask)
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        return super().compute_output_spec(images_of(inputs))
+
+    def compile(self, optimizer="auto", loss=None, metrics=None, *, learning_rate=0.005, decay_steps=None, **kwargs):
+        """Configure training; the loss is always L_S (eq. 1). Arguments as `OpenSegModel.compile`."""
+        if loss is not None:
+            raise ValueError(f"{type(self).__name__} computes its own loss (eq. 1); leave `loss=None`.")
+        if optimizer == "auto":
+            optimizer = training_optimizer(learning_rate, decay_steps)
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        check_training_data(x, y, type(self).__name__, needs_words=False)
+        masks = ops.sigmoid(ops.cast(y_pred["mask_logits"], "float32"))
+        dice = best_match_dice_loss(
+            masks, y["masks"], y.get("mask_valid"), smooth=self.dice_smooth, matching=self.matching
+        )
+        self.dice_loss_tracker.update_state(dice)
+        if self.losses:
+            dice = dice + ops.cast(ops.sum(self.losses), "float32")
+        return dice
+
+    def pseudo_label(
+        self, images, max_masks=32, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5, batch_size=8
+    ):
+        """Confident, de-duplicated masks for caption-only images, as student labels (sec. 3.3).
+
+        Each proposal is scored by its mean probability over its own pixels; proposals under
+        `score_threshold` are dropped, overlapping ones removed by greedy mask NMS (`nms_iou`), and the
+        best `max_masks` are returned, binarized at `mask_threshold` at the image resolution.
+
+        Args:
+            images: `[B, H, W, 3]` array or tensor, one `[H, W, 3]` image or a list of images of different
+                sizes; raw pixels.
+            max_masks: int. Number M of mask slots per image. Defaults to `32`.
+            score_threshold: float. Smallest score of a kept mask. Defaults to `0.5`.
+            nms_iou: float. Largest IoU a kept mask may have with a better one. Defaults to `0.5`.
+            mask_threshold: float. Probability above which a pixel is in a mask. Defaults to `0.5`.
+            batch_size: int. Images per forward pass. Defaults to `8`.
+
+        Returns:
+            A dict of numpy arrays, ready as the student's `y`: `masks` `[B, M, H, W]` float32 0/1 at the
+            image resolution, `mask_valid` `[B, M]` bool and `scores` `[B, M]` float32 (best first; invalid
+            slots are empty with score 0). For a list of images, `masks` is a list of `[M, H, W]` arrays.
+        """
+        if not isinstance(max_masks, int) or max_masks < 1:
+            raise ValueError(f"`max_masks` must be a positive int. Received: max_masks={max_masks!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
+        image_list, stacked = as_image_list(images)
+        converter = getattr(self.preprocessor, "image_converter", None)
+        masks, valid, scores = [], [], []
+        for start in range(0, len(image_list), batch_size):
+            canvas = ImageCanvas(image_list[start : start + batch_size], converter)
+            outputs = self.backbone.predict_on_batch(canvas.canvas)
+            probabilities, chunk_scores, chunk_valid = select_masks(
+                outputs["mask_logits"], max_masks, score_threshold, nms_iou, mask_threshold
+            )
+            for image_masks in canvas.restore(probabilities):
+                masks.append((image_masks > mask_threshold).astype("float32"))
+            valid.extend(np.asarray(ops.convert_to_numpy(chunk_valid)))
+            scores.extend(np.asarray(ops.convert_to_numpy(chunk_scores)))
+        return {
+            "masks": np.stack(masks) if stacked else masks,
+            "mask_valid": np.stack(valid),
+            "scores": np.stack(scores).astype("float32"),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"matching": self.matching, "dice_smooth": self.dice_smooth})
+        return config
+
