@@ -24,7 +24,8 @@ def test_extended_vocabulary_is_pc59_since_voc_is_inside_it():
 
 def test_rule_by_hand():
     names = voc_extended_vocabulary()
-    predictions = np.array([[names.index(n) for n in ("cat", "sky", "tvmonitor")], [names.index(n) for n in ("aeroplane", "bedclothes", "person")]])
+    rows = [("cat", "sky", "tvmonitor"), ("aeroplane", "bedclothes", "person")]
+    predictions = np.array([[names.index(n) for n in row] for row in rows])
     labels = voc_background_rule(keras.ops.convert_to_tensor(predictions), names)
     # VOC-21: 0 background, then the VOC classes from 1: cat 8, tvmonitor 20, aeroplane 1, person 15.
     np.testing.assert_array_equal(labels, [[8, 0, 20], [1, 0, 15]])

@@ -30,7 +30,9 @@ def test_miou_table_columns_in_paper_order():
 
 
 def test_recall_and_per_class_tables():
-    table = format_recall_table({"ours": {"recall@0.5": 0.75, "recall@0.7": 0.5, "recall@0.9": float("nan"), "num_proposals": 8}})
+    results = {"recall@0.5": 0.75, "recall@0.7": 0.5, "recall@0.9": float("nan"), "num_proposals": 8}
+    table = format_recall_table({"ours": results})
     assert [c.strip() for c in table.splitlines()[3].strip("|").split("|")] == ["ours", "8", "75.0", "50.0", "-"]
-    table = format_per_class_table({"per_class_iou": {"cat": 0.5, "dog": None}, "per_class_grounding_iou": {"cat": 1.0}})
+    results = {"per_class_iou": {"cat": 0.5, "dog": None}, "per_class_grounding_iou": {"cat": 1.0}}
+    table = format_per_class_table(results)
     assert "| cat   | 50.0 | 100.0" in table and "| dog   | -" in table
