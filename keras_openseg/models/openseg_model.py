@@ -1,57 +1,31 @@
+import json
+import os
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Task
+from keras_hub.src.utils.preset_utils import check_file_exists
+from keras_hub.src.utils.preset_utils import get_file
+from keras_hub.src.utils.preset_utils import load_json
 
 from keras_openseg.layers import Temperature
 from keras_openseg.losses import best_match_dice_loss
 from keras_openseg.losses import grounding_loss
-from keras_openseg.models.image_batching import ImageCanvas
-from keras_openseg.models.image_batching import as_image_list
-from keras_openseg.models.openseg_backbone import OpenSegBackbone
-from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
-from keras_openseg.models.preset_loading import OpenSegPresetMixin
+from keras_openseg.models.openseg_task import OpenSegTask
+from keras_openseg.models.openseg_task import check_labels
 from keras_openseg.models.segmentation_logits import ENSEMBLES
 from keras_openseg.models.segmentation_logits import pixel_logits
 from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
 from keras_openseg.models.segmentation_logits import segmentation_logits
 
-
-def training_optimizer(learning_rate=0.005, decay_steps=None, weight_decay=1e-5, momentum=0.9):
-    """The paper's optimizer: SGD with momentum, cosine learning-rate decay, weight decay (sec. 4.1).
-
-    The learnable temperature is left out of the weight decay, which would pull log(tau) towards 0.
-    """
-    if decay_steps is not None:
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=["log_temperature"])
-    return optimizer
-
-
-def images_of(inputs):
-    """The images of a model input: the `images` entry of a training dict, or the input itself."""
-    if isinstance(inputs, dict):
-        if "images" not in inputs:
-            raise ValueError(f"Model inputs given as a dict must hold `images`. Received keys {sorted(inputs)}.")
-        return inputs["images"]
-    return inputs
-
-
-def check_training_data(x, y, task_name, needs_words):
-    """Raise a ValueError naming what is missing from a training batch."""
-    if needs_words and (not isinstance(x, dict) or "word_embeddings" not in x):
-        received = sorted(x) if isinstance(x, dict) else type(x).__name__
-        raise ValueError(
-            f"{task_name} trains on x = {{'images', 'word_embeddings', 'word_valid'}}. Received x: {received}."
-        )
-    if not isinstance(y, dict) or "masks" not in y:
-        received = sorted(y) if isinstance(y, dict) else type(y).__name__
-        raise ValueError(f"{task_name} trains on y = {{'masks', 'mask_valid'}}. Received y: {received}.")
-
+# The text embedder is saved as its own keras_hub preset in this sub-folder of the model's preset, with a
+# manifest of its files so that hub handles (which serve single files) can fetch it too.
+TEXT_EMBEDDER_DIR = "text_embedder"
+TEXT_EMBEDDER_MANIFEST = "text_embedder_files.json"
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
-class OpenSegModel(OpenSegPresetMixin, Task):
+class OpenSegModel(OpenSegTask):
     """OpenSeg: open-vocabulary segmentation learned from captions and class-agnostic masks (sec. 3).
 
     Wraps an `OpenSegBackbone` (mask proposals s, region embeddings z), the learnable temperature tau of the
@@ -94,8 +68,6 @@ class OpenSegModel(OpenSegPresetMixin, Task):
     ```
     """
 
-    backbone_cls = OpenSegBackbone
-    preprocessor_cls = OpenSegPreprocessor
     uses_text_embedder = True
 
     def __init__(
@@ -111,22 +83,12 @@ class OpenSegModel(OpenSegPresetMixin, Task):
         dice_smooth=1.0,
         **kwargs,
     ):
-        if not isinstance(backbone, OpenSegBackbone):
-            raise ValueError(f"`backbone` must be an `OpenSegBackbone`. Received: {type(backbone).__name__}")
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
         if text_embedder is not None:
             check_text_embedder(text_embedder, backbone.embedding_dim)
 
-        # === Functional Model ===
-        # The graph takes the images alone; `call` picks them out of training dicts, whose word embeddings
-        # only `compute_loss` reads.
-        images = backbone.input
-        outputs = backbone(images)
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
-
         # === Layers ===
         # Created after the functional init so keras tracks them on every backend (torch included).
-        self.backbone = backbone
-        self.preprocessor = preprocessor
         self.temperature_layer = Temperature(temperature, min_value=min_temperature, name="temperature")
         self.grounding_loss_tracker = keras.metrics.Mean(name="grounding_loss")
         self.dice_loss_tracker = keras.metrics.Mean(name="dice_loss")
@@ -152,38 +114,19 @@ class OpenSegModel(OpenSegPresetMixin, Task):
         object.__setattr__(self, "_text_embedder", value)
 
     def __setattr__(self, name, value):
-        if name == "_text_embedder":
+        # Bypass keras' attribute tracking, which would adopt a keras text embedder as a sublayer.
+        if name in ("text_embedder", "_text_embedder"):
             return object.__setattr__(self, name, value)
         return super().__setattr__(name, value)
 
-    def call(self, inputs, training=None, mask=None):
-        return super().call(images_of(inputs), training=training, mask=mask)
-
-    def compute_output_spec(self, inputs, training=None, mask=None):
-        return super().compute_output_spec(images_of(inputs))
-
-    def compile(self, optimizer="auto", loss=None, metrics=None, *, learning_rate=0.005, decay_steps=None, **kwargs):
-        """Configure training; the loss is always eq. (5), computed by `compute_loss`.
-
-        Args:
-            optimizer: `"auto"` or a keras optimizer. `"auto"` is the paper's recipe: SGD with momentum 0.9,
-                learning rate `learning_rate` with cosine decay over `decay_steps` steps (constant when
-                None), weight decay 1e-5 (not on the temperature). Defaults to `"auto"`.
-            loss: must stay None: the loss is L_G + alpha L_S. Defaults to `None`.
-            metrics: extra keras metrics, or None. `grounding_loss` and `dice_loss` are always reported.
-                Defaults to `None`.
-            learning_rate: float. Initial learning rate of the `"auto"` optimizer. Defaults to `0.005`.
-            decay_steps: int or None. Cosine-decay length of the `"auto"` optimizer. Defaults to `None`.
-            **kwargs: `keras.Model.compile` arguments.
-        """
-        if loss is not None:
-            raise ValueError(f"{type(self).__name__} computes its own loss (eq. 5); leave `loss=None`.")
-        if optimizer == "auto":
-            optimizer = training_optimizer(learning_rate, decay_steps)
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        check_training_data(x, y, type(self).__name__, needs_words=True)
+        if not isinstance(x, dict) or "word_embeddings" not in x:
+            received = sorted(x) if isinstance(x, dict) else type(x).__name__
+            raise ValueError(
+                "OpenSegModel trains on x = {'images', 'word_embeddings', 'word_valid'}. Received x: "
+                f"{received}."
+            )
+        check_labels(y, type(self).__name__)
         masks = ops.sigmoid(ops.cast(y_pred["mask_logits"], "float32"))
         dice = best_match_dice_loss(
             masks, y["masks"], y.get("mask_valid"), smooth=self.dice_smooth, matching=self.matching
@@ -197,33 +140,9 @@ class OpenSegModel(OpenSegPresetMixin, Task):
         )
         self.grounding_loss_tracker.update_state(grounding)
         self.dice_loss_tracker.update_state(dice)
-        loss = grounding + self.alpha * dice
-        if self.losses:
-            loss = loss + ops.cast(ops.sum(self.losses), "float32")
-        return loss
+        return self._add_regularization(grounding + self.alpha * dice)
 
     # === Inference ===
-
-    def _image_converter(self):
-        return getattr(self.preprocessor, "image_converter", None)
-
-    def _run_backbone(self, images, batch_size):
-        """Backbone outputs for `images` in chunks of `batch_size`.
-
-        Returns whether the images came as one stacked array, and an iterator of `(ImageCanvas, outputs)`
-        pairs (one chunk in memory at a time).
-        """
-        image_list, stacked = as_image_list(images)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-
-        def chunks():
-            for start in range(0, len(image_list), batch_size):
-                canvas = ImageCanvas(image_list[start : start + batch_size], self._image_converter())
-                # `predict_on_batch` runs the compiled (jit) forward pass; an eager call dispatches op by op.
-                yield canvas, self.backbone.predict_on_batch(canvas.canvas)
-
-        return stacked, chunks()
 
     def text_embeddings(self, queries, templates=None):
         """Embed category queries into `[C, S, E]` text embeddings and `[C, S]` name_valid.
@@ -398,6 +317,72 @@ class OpenSegModel(OpenSegPresetMixin, Task):
                 rows, columns = int(np.ceil(height * scale)), int(np.ceil(width * scale))
                 features.append(np.moveaxis(pooled[index, :, :rows, :columns], 0, -1))
         return np.stack(features) if stacked else features
+
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """Save the model, and its text embedder when it has one, to a preset directory.
+
+        The text embedder goes to the `text_embedder/` sub-folder (a `TextEmbedder` preset of its own), so
+        `from_preset` restores a model that segments string queries right away.
+
+        Args:
+            preset_dir: string. The local directory to write.
+            max_shard_size: int or float or None. Largest weights shard in GB. Defaults to `10`.
+        """
+        super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        if self.text_embedder is None:
+            return
+        if not hasattr(self.text_embedder, "save_to_preset"):
+            warnings.warn(
+                f"The text embedder ({type(self.text_embedder).__name__}) has no `save_to_preset`; the preset "
+                "is saved without it. Pass `text_embedder=` to `from_preset` when loading.",
+                stacklevel=2,
+            )
+            return
+        directory = os.path.join(preset_dir, TEXT_EMBEDDER_DIR)
+        self.text_embedder.save_to_preset(directory)
+        files = sorted(
+            os.path.relpath(os.path.join(root, name), preset_dir).replace(os.sep, "/")
+            for root, _, names in os.walk(directory)
+            for name in names
+        )
+        with open(os.path.join(preset_dir, TEXT_EMBEDDER_MANIFEST), "w") as file:
+            json.dump(files, file, indent=2)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Load a saved `OpenSegModel` preset (local directory, `kaggle://` or `hf://` handle).
+
+        Restores the text embedder saved with the model unless `text_embedder=` is given (None loads
+        none). A preset of an `OpenSegTeacher` or of a bare `OpenSegBackbone` plus preprocessor loads as a
+        student initialized from that mask branch (fresh temperature).
+
+        Args:
+            preset: string. Path or handle.
+            load_weights: bool. Load the saved weights. Defaults to `True`.
+            **kwargs: constructor arguments overriding the saved ones (e.g. `text_embedder`, `alpha`).
+        """
+        load_text_embedder = "text_embedder" not in kwargs
+        model = super().from_preset(preset, load_weights=load_weights, **kwargs)
+        if load_text_embedder and check_file_exists(preset, TEXT_EMBEDDER_MANIFEST):
+            from keras_openseg.models.text_embedder import TextEmbedder
+
+            files = load_json(preset, TEXT_EMBEDDER_MANIFEST)
+            local_paths = {name: get_file(preset, name) for name in files}
+            config_name = f"{TEXT_EMBEDDER_DIR}/config.json"
+            if config_name not in local_paths:
+                raise ValueError(
+                    f"OpenSeg preset '{preset}': `{TEXT_EMBEDDER_MANIFEST}` lists no `{config_name}`; the text "
+                    "embedder cannot be restored (pass `text_embedder=` explicitly)."
+                )
+            directory = os.path.dirname(local_paths[config_name])
+            try:
+                model.text_embedder = TextEmbedder.from_preset(directory, load_weights=load_weights)
+            except (ValueError, OSError, KeyError, TypeError) as error:
+                raise ValueError(
+                    f"OpenSeg preset '{preset}': the text embedder in `{TEXT_EMBEDDER_DIR}/` cannot be loaded: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+        return model
 
     def get_config(self):
         config = super().get_config()

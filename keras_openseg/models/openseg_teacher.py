@@ -1,18 +1,11 @@
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Task
 
 from keras_openseg.losses import best_match_dice_loss
-from keras_openseg.models.image_batching import ImageCanvas
-from keras_openseg.models.image_batching import as_image_list
 from keras_openseg.models.mask_nms import mask_nms
-from keras_openseg.models.openseg_backbone import OpenSegBackbone
-from keras_openseg.models.openseg_model import check_training_data
-from keras_openseg.models.openseg_model import images_of
-from keras_openseg.models.openseg_model import training_optimizer
-from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
-from keras_openseg.models.preset_loading import OpenSegPresetMixin
+from keras_openseg.models.openseg_task import OpenSegTask
+from keras_openseg.models.openseg_task import check_labels
 
 
 def select_masks(mask_logits, max_masks, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5):
@@ -52,13 +45,13 @@ def select_masks(mask_logits, max_masks, score_threshold=0.5, nms_iou=0.5, mask_
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
-class OpenSegTeacher(OpenSegPresetMixin, Task):
+class OpenSegTeacher(OpenSegTask):
     """The OpenSeg mask branch trained on class-agnostic masks alone, for pseudo labels (sec. 3.3).
 
     The teacher is an `OpenSegBackbone` trained with the best-match dice loss L_S only (eq. 1) on data with
     segmentation masks (e.g. COCO panoptic). `pseudo_label` then turns its proposals on caption-only images
     into confident, de-duplicated masks, which train the student `OpenSegModel` as if they were labels: its
-    output is the student's `y = {"masks", "mask_valid"}`. The region head is carried but untrained here;
+    output is the student's `y = {"masks", "mask_valid"}`. The region head is carried but frozen while the teacher trains;
     since the backbone class is the student's, `OpenSegModel(backbone=teacher.backbone)` or
     `OpenSegModel.from_preset(teacher_preset)` starts the student from the teacher's mask branch.
 
@@ -83,50 +76,37 @@ class OpenSegTeacher(OpenSegPresetMixin, Task):
     ```
     """
 
-    backbone_cls = OpenSegBackbone
-    preprocessor_cls = OpenSegPreprocessor
-
     def __init__(self, backbone, preprocessor=None, matching="max", dice_smooth=1.0, **kwargs):
-        if not isinstance(backbone, OpenSegBackbone):
-            raise ValueError(f"`backbone` must be an `OpenSegBackbone`. Received: {type(backbone).__name__}")
-        # === Functional Model ===
-        images = backbone.input
-        outputs = backbone(images)
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
 
         # === Layers ===
-        self.backbone = backbone
-        self.preprocessor = preprocessor
         self.dice_loss_tracker = keras.metrics.Mean(name="dice_loss")
 
         # === Config ===
         self.matching = matching
         self.dice_smooth = dice_smooth
 
-    def call(self, inputs, training=None, mask=None):
-        return super().call(images_of(inputs), training=training, mask=mask)
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit` with the region head frozen: L_S gives it no gradient (sec. 3.3).
 
-    def compute_output_spec(self, inputs, training=None, mask=None):
-        return super().compute_output_spec(images_of(inputs))
-
-    def compile(self, optimizer="auto", loss=None, metrics=None, *, learning_rate=0.005, decay_steps=None, **kwargs):
-        """Configure training; the loss is always L_S (eq. 1). Arguments as `OpenSegModel.compile`."""
-        if loss is not None:
-            raise ValueError(f"{type(self).__name__} computes its own loss (eq. 1); leave `loss=None`.")
-        if optimizer == "auto":
-            optimizer = training_optimizer(learning_rate, decay_steps)
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        The head is unfrozen again afterwards, so a student built on this backbone trains it.
+        """
+        region_head = self.backbone.region_head
+        trainable = region_head.trainable
+        region_head.trainable = False
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            region_head.trainable = trainable
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        check_training_data(x, y, type(self).__name__, needs_words=False)
+        check_labels(y, type(self).__name__)
         masks = ops.sigmoid(ops.cast(y_pred["mask_logits"], "float32"))
         dice = best_match_dice_loss(
             masks, y["masks"], y.get("mask_valid"), smooth=self.dice_smooth, matching=self.matching
         )
         self.dice_loss_tracker.update_state(dice)
-        if self.losses:
-            dice = dice + ops.cast(ops.sum(self.losses), "float32")
-        return dice
+        return self._add_regularization(dice)
 
     def pseudo_label(
         self, images, max_masks=32, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5, batch_size=8
@@ -153,14 +133,9 @@ class OpenSegTeacher(OpenSegPresetMixin, Task):
         """
         if not isinstance(max_masks, int) or max_masks < 1:
             raise ValueError(f"`max_masks` must be a positive int. Received: max_masks={max_masks!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-        image_list, stacked = as_image_list(images)
-        converter = getattr(self.preprocessor, "image_converter", None)
         masks, valid, scores = [], [], []
-        for start in range(0, len(image_list), batch_size):
-            canvas = ImageCanvas(image_list[start : start + batch_size], converter)
-            outputs = self.backbone.predict_on_batch(canvas.canvas)
+        stacked, chunks = self._run_backbone(images, batch_size)
+        for canvas, outputs in chunks:
             probabilities, chunk_scores, chunk_valid = select_masks(
                 outputs["mask_logits"], max_masks, score_threshold, nms_iou, mask_threshold
             )

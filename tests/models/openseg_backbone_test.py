@@ -1,0 +1,77 @@
+"""OpenSegBackbone: keras_hub backbone checks, dynamic input sizes, mask pooling against numpy, saving."""
+
+import keras
+import numpy as np
+import pytest
+from keras_hub.src.tests.test_case import TestCase
+
+from keras_openseg.models import OpenSegBackbone
+from tiny_openseg import EMBEDDING_DIM
+from tiny_openseg import NUM_QUERIES
+from tiny_openseg import TINY_HEAD
+from tiny_openseg import tiny_backbone
+from tiny_openseg import tiny_encoder
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class OpenSegBackboneTest(TestCase):
+    def setUp(self):
+        self.init_kwargs = {"image_encoder": tiny_encoder(), **TINY_HEAD}
+        self.input_data = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+
+    def test_backbone_basics(self):
+        # Mixed precision and quantization are left out: they rebuild the model four more times, and
+        # run_backbone_test skips them on torch CPU anyway.
+        self.run_backbone_test(
+            cls=OpenSegBackbone,
+            init_kwargs=self.init_kwargs,
+            input_data=self.input_data,
+            expected_output_shape={
+                "mask_logits": (2, NUM_QUERIES, 16, 16),
+                "region_embeddings": (2, NUM_QUERIES, EMBEDDING_DIM),
+                "pixel_embeddings": (2, 16, 16, EMBEDDING_DIM),
+            },
+            run_mixed_precision_check=False,
+            run_quantization_check=False,
+        )
+
+    def test_saving(self):
+        self.run_model_saving_test(cls=OpenSegBackbone, init_kwargs=self.init_kwargs, input_data=self.input_data)
+
+
+def test_any_input_size_divisible_by_32():
+    backbone = tiny_backbone()
+    for height, width in [(64, 96), (96, 32)]:
+        outputs = backbone(np.zeros((1, height, width, 3), "float32"))
+        assert tuple(outputs["mask_logits"].shape) == (1, NUM_QUERIES, height // 4, width // 4)
+        assert tuple(outputs["pixel_embeddings"].shape) == (1, height // 4, width // 4, EMBEDDING_DIM)
+        assert tuple(outputs["region_embeddings"].shape) == (1, NUM_QUERIES, EMBEDDING_DIM)
+
+
+def test_region_embeddings_pool_pixel_embeddings_with_the_masks():
+    # z_i = sum_p s_i(p) F_z(p) with s = sigmoid(mask_logits) (paper sec. 3.1); "mean" divides by sum_p s_i(p).
+    backbone = tiny_backbone()
+    averaging = tiny_backbone(region_pooling="mean")
+    averaging.set_weights(backbone.get_weights())
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 64, 32, 3)).astype("float32")
+    outputs = {k: keras.ops.convert_to_numpy(v) for k, v in backbone(images).items()}
+    masks = sigmoid(outputs["mask_logits"].astype("float64"))
+    expected = np.einsum("bnhw,bhwe->bne", masks, outputs["pixel_embeddings"])
+    np.testing.assert_allclose(outputs["region_embeddings"], expected, rtol=1e-4, atol=1e-4)
+    averaged = keras.ops.convert_to_numpy(averaging(images)["region_embeddings"])
+    np.testing.assert_allclose(averaged, expected / masks.sum(axis=(2, 3))[..., None], rtol=1e-4, atol=1e-5)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="FeaturePyramidBackbone"):
+        OpenSegBackbone(keras.layers.Dense(3), **TINY_HEAD)
+    encoder = tiny_encoder()
+    with pytest.raises(ValueError, match="lacks the levels"):
+        OpenSegBackbone(encoder, pyramid_levels=("P2", "P6"), **TINY_HEAD)
+    with pytest.raises(ValueError, match="decoder_heads"):
+        OpenSegBackbone(encoder, **{**TINY_HEAD, "decoder_heads": 3})
+    with pytest.raises(ValueError, match="region_pooling"):
+        OpenSegBackbone(encoder, region_pooling="max", **TINY_HEAD)

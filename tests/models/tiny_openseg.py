@@ -1,0 +1,105 @@
+"""Tiny OpenSeg models and data shared by the tests of keras_openseg.models (not a test module itself)."""
+
+import zlib
+
+import keras
+import keras_hub
+import numpy as np
+
+from keras_openseg.models import OpenSegBackbone
+from keras_openseg.models import OpenSegImageConverter
+from keras_openseg.models import OpenSegModel
+from keras_openseg.models import OpenSegPreprocessor
+from keras_openseg.models import OpenSegTeacher
+
+# A ResNet with P2..P5 (strides 4..32) and ~50k weights; keras_hub requires 64 filters in the first stack.
+TINY_ENCODER = dict(
+    input_conv_filters=[8],
+    input_conv_kernel_sizes=[3],
+    stackwise_num_filters=[64, 8, 8, 8],
+    stackwise_num_blocks=[1, 1, 1, 1],
+    stackwise_num_strides=[1, 2, 2, 2],
+    block_type="basic_block_vd",
+    use_pre_activation=False,
+    image_shape=(None, None, 3),
+)
+EMBEDDING_DIM = 8
+NUM_QUERIES = 6
+TINY_HEAD = dict(
+    num_queries=NUM_QUERIES,
+    hidden_dim=16,
+    embedding_dim=EMBEDDING_DIM,
+    decoder_layers=1,
+    decoder_heads=2,
+    head_convs=1,
+    position_grid=(16, 16),
+)
+# Maps 0..255 to -1..1, as a pretrained encoder's converter would normalize.
+SCALE, OFFSET = 1 / 127.5, -1.0
+
+
+def tiny_encoder():
+    return keras_hub.models.ResNetBackbone(**TINY_ENCODER)
+
+
+def tiny_backbone(**kwargs):
+    return OpenSegBackbone(tiny_encoder(), **{**TINY_HEAD, **kwargs})
+
+
+def tiny_preprocessor():
+    return OpenSegPreprocessor(OpenSegImageConverter(scale=SCALE, offset=OFFSET))
+
+
+def compile_for_tests(task):
+    # TensorFlow would otherwise XLA-compile the train step, which on CPU costs far more than the step.
+    if keras.backend.backend() == "tensorflow":
+        task.compile(jit_compile=False)
+    return task
+
+
+def tiny_model(**kwargs):
+    kwargs.setdefault("preprocessor", tiny_preprocessor())
+    return compile_for_tests(OpenSegModel(kwargs.pop("backbone", None) or tiny_backbone(), **kwargs))
+
+
+def tiny_teacher(**kwargs):
+    kwargs.setdefault("preprocessor", tiny_preprocessor())
+    return compile_for_tests(OpenSegTeacher(kwargs.pop("backbone", None) or tiny_backbone(), **kwargs))
+
+
+class FakeTextEmbedder:
+    """Deterministic stand-in for `TextEmbedder`: every string maps to a fixed pseudo-random unit vector."""
+
+    def __init__(self, embedding_dim=EMBEDDING_DIM, zero_for=()):
+        self.embedding_dim = embedding_dim
+        self.zero_for = set(zero_for)
+        self.calls = []
+
+    def embed(self, texts, templates=None):
+        self.calls.append((list(texts), templates))
+        rows = []
+        for text in texts:
+            rng = np.random.default_rng(zlib.crc32(text.encode()))
+            vector = rng.normal(size=self.embedding_dim)
+            rows.append(np.zeros(self.embedding_dim) if text in self.zero_for else vector / np.linalg.norm(vector))
+        return np.asarray(rows, "float32").reshape(len(texts), self.embedding_dim)
+
+
+def images(batch, height=64, width=64, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (batch, height, width, 3)).astype("uint8")
+
+
+def training_batch(batch=2, num_words=3, num_masks=3, size=64, seed=0):
+    """An `(x, y)` training batch of OpenSegModel with random content and some padded entries."""
+    rng = np.random.default_rng(seed)
+    word_valid = np.ones((batch, num_words), bool)
+    word_valid[0, -1] = False
+    mask_valid = np.ones((batch, num_masks), bool)
+    mask_valid[-1, 1:] = False
+    x = {
+        "images": images(batch, size, size, seed),
+        "word_embeddings": rng.normal(size=(batch, num_words, EMBEDDING_DIM)).astype("float32"),
+        "word_valid": word_valid,
+    }
+    y = {"masks": (rng.uniform(size=(batch, num_masks, size, size)) > 0.5).astype("float32"), "mask_valid": mask_valid}
+    return x, y
