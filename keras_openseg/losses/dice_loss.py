@@ -144,6 +144,10 @@ def best_match_dice_loss(pred_masks, gt_masks, gt_valid=None, smooth=1.0, matchi
                 f"{tuple(gt_valid.shape)}."
             )
 
+    if gt_masks.shape[1] == 0:
+        # No label slots at all; keep the graph connected to the predictions so gradients are zeros, not None.
+        return ops.sum(pred_masks) * 0.0
+
     gt_masks = resize(gt_masks, ops.shape(pred_masks)[2:4], axes=(2, 3), interpolation="area")
     dice = dice_matrix(pred_masks, gt_masks, smooth)  # [B, N, M]
     best_dice = ops.max(dice, axis=1)  # [B, M]
