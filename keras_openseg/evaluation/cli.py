@@ -60,6 +60,10 @@ def _load_dataset(name, split, data_dir):
     import keras_openseg.datasets  # noqa: F401  registers the package's builders
 
     builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        # Builds openseg_shapes on the spot; a manual-download dataset stops here with tfds's instructions
+        # (or use `keras-openseg build-dataset NAME --manual-dir DIR` first).
+        builder.download_and_prepare()
     if split is None:
         available = list(builder.info.splits.keys())
         split = next((s for s in ("validation", "test") if s in available), available[0] if available else "train")
