@@ -25,7 +25,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-COLUMNS = ["pipeline", "config", "image_size", "batch_size", "threads", "examples_per_s", "ms_per_batch"]
+COLUMNS = [
+    "pipeline", "config", "image_size", "mask_size", "max_masks", "batch_size", "threads", "examples_per_s",
+    "ms_per_batch",
+]
 
 
 def parse_args(argv=None):
@@ -38,6 +41,7 @@ def parse_args(argv=None):
     parser.add_argument("--batches", type=int, default=40, help="timed batches per pipeline")
     parser.add_argument("--max-masks", type=int, default=16)
     parser.add_argument("--max-words", type=int, default=16)
+    parser.add_argument("--mask-size", type=int, default=None, help="label mask side (default: the image size)")
     parser.add_argument("--extractor", default="spacy", choices=["spacy", "whitespace"])
     parser.add_argument("--json", help="write the rows (and preparation times) as JSON here")
     return parser.parse_args(argv)
@@ -86,7 +90,8 @@ def main(argv=None):
     options = tf.data.Options()
     options.threading.private_threadpool_size = args.threads
     common = dict(
-        image_size=image_size, batch_size=args.batch_size, max_masks=args.max_masks, max_words=args.max_words, seed=0,
+        image_size=image_size, batch_size=args.batch_size, max_masks=args.max_masks, max_words=args.max_words,
+        mask_size=args.mask_size, seed=0,
     )
     captions_only = TrainingSource(
         source.dataset.map(lambda e: {"image": e["image"], "captions": e["captions"]}),
@@ -105,7 +110,8 @@ def main(argv=None):
         seconds = _seconds_per_batch(dataset.with_options(options), args.batches)
         rows.append(
             {
-                "pipeline": pipeline, "config": args.config, "image_size": image_size, "batch_size": args.batch_size,
+                "pipeline": pipeline, "config": args.config, "image_size": image_size,
+                "mask_size": args.mask_size or image_size, "max_masks": args.max_masks, "batch_size": args.batch_size,
                 "threads": args.threads, "examples_per_s": args.batch_size / seconds, "ms_per_batch": 1000 * seconds,
             }
         )

@@ -24,7 +24,7 @@ def panoptic_ids(panoptic_image):
     return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
-def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks):
+def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks, mask_size=None):
     """Binary masks of the largest `max_masks` valid segments of an id map, padded to `max_masks`.
 
     Args:
@@ -33,14 +33,21 @@ def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks):
         segment_ids: int tensor [S]. Ids of the segments.
         segment_valid: bool tensor [S]. Segments that may become targets (e.g. not crowd).
         max_masks: int. M, the number of mask slots.
+        mask_size: int or None. Side of the returned masks, area-resized: each value is the fraction of the
+            cell the segment covers, what the mask loss computes from full-size masks. None keeps [H, W].
 
     Returns:
-        (masks float32 [M, H, W] of 0/1, mask_valid bool [M]). Slots are filled largest segment first;
-        a segment with no pixel left is not valid.
+        (masks float32 [M, h, w], 0/1 at full size, mask_valid bool [M]). Slots are filled largest segment
+        first. Areas are ranked on a grid of about 128 x 128 samples of the id map (every pixel up to 255 px),
+        so at 640 px a segment that no sample hits (under ~5 x 5 px) gets no slot; a segment with no pixel
+        left is not valid.
     """
     segment_ids = tf.cast(segment_ids, tf.int32)
-    # Areas from a histogram of the id map: never builds the [S, H, W] stack of all segments (COCO has ~100).
-    unique_ids, _, counts = tf.unique_with_counts(tf.reshape(id_map, [-1]))
+    # Areas from a histogram of the id map, never from the [S, H, W] stack of all segments (COCO has ~100);
+    # at 640 px the histogram is the costly part, and ranking needs no exact areas: subsample large maps.
+    stride = 1 if id_map.shape[0] is None else max(1, id_map.shape[0] // 128)
+    samples = tf.reshape(id_map[::stride, ::stride], [-1])
+    unique_ids, _, counts = tf.unique_with_counts(samples)
     matches = tf.equal(segment_ids[:, None], unique_ids[None, :])
     areas = tf.reduce_sum(tf.where(matches, counts[None, :], 0), axis=1)
     areas = tf.where(tf.cast(segment_valid, tf.bool) & (segment_ids != 0), areas, 0)
@@ -48,28 +55,37 @@ def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks):
     top_areas, top = tf.math.top_k(areas, k=count)
     chosen = tf.gather(segment_ids, top)
     masks = tf.equal(id_map[None], chosen[:, None, None]) & (top_areas > 0)[:, None, None]
-    return _pad(tf.cast(masks, tf.float32), top_areas > 0, max_masks)
+    return _resize_and_pad(masks, tf.reduce_any(masks, axis=[1, 2]), max_masks, mask_size)
 
 
-def pack_masks(masks, mask_valid, max_masks):
+def pack_masks(masks, mask_valid, max_masks, mask_size=None):
     """Keeps the largest `max_masks` valid non-empty masks of a stack, padded to `max_masks`.
 
     Args:
         masks: bool tensor [N, H, W].
         mask_valid: bool tensor [N].
         max_masks: int. M.
+        mask_size: int or None. As in `pack_segment_masks`.
 
     Returns:
-        (masks float32 [M, H, W] of 0/1, mask_valid bool [M]), largest first.
+        (masks float32 [M, h, w] of 0/1, mask_valid bool [M]), largest first.
     """
     areas = tf.reduce_sum(tf.cast(masks, tf.int32), axis=[1, 2])
     areas = tf.where(mask_valid, areas, 0)
     top_areas, top = tf.math.top_k(areas, k=tf.minimum(tf.size(areas), max_masks))
     chosen = tf.gather(masks, top) & (top_areas > 0)[:, None, None]
-    return _pad(tf.cast(chosen, tf.float32), top_areas > 0, max_masks)
+    return _resize_and_pad(chosen, top_areas > 0, max_masks, mask_size)
 
 
-def _pad(masks, valid, max_masks):
+def _resize_and_pad(masks, valid, max_masks, mask_size):
+    masks = tf.cast(masks, tf.float32)
+    if mask_size is not None and mask_size != masks.shape[1]:
+        # Resizing only the filled slots, before padding, is what makes small label masks cheap. One empty
+        # slot more keeps a channel to resize when there is no mask at all.
+        stack = tf.concat([masks, tf.zeros(tf.concat([[1], tf.shape(masks)[1:]], 0))], axis=0)
+        resized = tf.image.resize(tf.transpose(stack, [1, 2, 0]), [mask_size, mask_size], method="area")
+        masks = tf.transpose(resized, [2, 0, 1])[:-1]
+        valid = valid & (tf.reduce_sum(masks, axis=[1, 2]) > 0)
     missing = max_masks - tf.shape(masks)[0]
     masks = tf.pad(masks, [[0, missing], [0, 0], [0, 0]])
     valid = tf.pad(valid, [[0, missing]], constant_values=False)

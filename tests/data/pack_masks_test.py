@@ -65,3 +65,19 @@ def test_pack_masks_drops_invalid_and_empty_masks():
     np.testing.assert_array_equal(valid.numpy(), [True, False, False, False])
     np.testing.assert_array_equal(masks.numpy()[0], stack[0])
     assert masks.numpy()[1:].sum() == 0
+
+
+def test_mask_size_gives_the_area_fractions_the_loss_would_compute():
+    ids = _id_map()
+    masks, valid = masks_lib.pack_segment_masks(
+        tf.constant(ids), tf.constant([5, 300, 70001]), tf.constant([True, True, True]), 4, mask_size=3
+    )
+    masks = masks.numpy()
+    assert masks.shape == (4, 3, 3)
+    np.testing.assert_array_equal(valid.numpy(), [True, True, True, False])
+    # 2x2 block means of the full-size masks, largest segment first.
+    for slot, segment in enumerate([70001, 300, 5]):
+        expected = (ids == segment).reshape(3, 2, 3, 2).mean(axis=(1, 3))
+        np.testing.assert_allclose(masks[slot], expected, atol=1e-6)
+    empty, valid = masks_lib.pack_masks(tf.zeros([0, 6, 6], tf.bool), tf.zeros([0], tf.bool), 2, mask_size=3)
+    assert empty.shape == (2, 3, 3) and not valid.numpy().any()

@@ -181,6 +181,19 @@ def test_mask_source_like_teacher_pseudo_labels(make_table):
 
 
 @pytest.mark.backend_independent
+def test_small_label_masks_and_empty_mask_stacks(make_table):
+    empty = {"image": np.zeros((16, 16, 3), np.uint8), "masks": np.zeros((0, 16, 16), np.uint8)}
+    (_, y), = _first(make_training_dataset(
+        _source([empty] * 2), make_table(WORDS), image_size=16, batch_size=2, max_masks=3, seed=0))
+    assert y["masks"].shape == (2, 3, 16, 16) and not y["mask_valid"].any()
+    (_, y), = _first(make_training_dataset(
+        _source(_panoptic_examples(2)), make_table(WORDS), image_size=16, batch_size=2, max_masks=3, mask_size=4,
+        scale_range=(1.0, 1.0), seed=0))
+    assert y["masks"].shape == (2, 3, 4, 4)
+    np.testing.assert_allclose(y["masks"][:, :2].sum(axis=(1, 2, 3)), 16.0)  # fractions still cover the image
+
+
+@pytest.mark.backend_independent
 def test_sources_are_mixed_by_weight(make_table):
     captioned = _source(_caption_examples(10, ["a"]), {"a": ["word1"]}, name="captions")
     masked = _source(_panoptic_examples(10), name="masks")
