@@ -87,12 +87,15 @@ def run(args):
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
     dataset, split, metadata = _load_dataset(args.dataset, args.split, args.data_dir)
-    if "class_names" not in metadata:
+    if "class_names" in metadata:
+        class_names = list(metadata["class_names"])
+    elif "categories" in metadata:  # panoptic-only data (coco_panoptic_captions): proposal recall only
+        class_names = [category["name"] for category in metadata["categories"]]
+    else:
         raise ValueError(
-            f"dataset {args.dataset!r} has no 'class_names' in its metadata; the evaluator needs the class names "
-            "of its semantic labels."
+            f"dataset {args.dataset!r} has no 'class_names' (or 'categories') in its metadata; the evaluator "
+            "needs the class names of its labels."
         )
-    class_names = list(metadata["class_names"])
     benchmark = benchmark_name(args.dataset)
     synonyms = SYNONYM_VOCABULARY.get(benchmark, True) if args.synonyms else None
     background = {}

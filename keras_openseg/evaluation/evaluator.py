@@ -154,7 +154,7 @@ def evaluate(
     for batch in batches.as_numpy_iterator():
         # The model pads, resizes and restores each image itself: it gets the unpadded images as a list.
         images = [image[:h, :w] for image, (h, w) in zip(batch["images"], batch["image_shape"])]
-        outputs = _segment(model, images, text_embeddings, name_valid, use_proposals, has_panoptic)
+        outputs = _segment(model, images, text_embeddings, name_valid, use_proposals, has_panoptic, has_semantic)
         if has_panoptic:
             mask_logits = outputs.get("mask_logits")
             if mask_logits is None:
@@ -214,10 +214,13 @@ def evaluate(
     return results
 
 
-def _segment(model, images, text_embeddings, name_valid, use_proposals, want_mask_logits):
+def _segment(model, images, text_embeddings, name_valid, use_proposals, want_mask_logits, want_logits=True):
+    parameters = inspect.signature(model.segment).parameters
     kwargs = {}
-    if want_mask_logits and "return_mask_logits" in inspect.signature(model.segment).parameters:
+    if want_mask_logits and "return_mask_logits" in parameters:
         kwargs["return_mask_logits"] = True
+    if not want_logits and "return_logits" in parameters:
+        kwargs["return_logits"] = False  # recall only: no C x H x W logits to carry
     return model.segment(
         images, text_embeddings=text_embeddings, name_valid=name_valid, use_proposals=use_proposals, **kwargs
     )

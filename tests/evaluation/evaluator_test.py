@@ -101,3 +101,10 @@ def test_bad_arguments():
         evaluate(model, dataset_of(EXAMPLES).padded_batch(2), ["cat", "dog", "grass"])
     with pytest.raises(ValueError, match="text_embedder"):
         evaluate(object(), dataset_of(EXAMPLES), ["cat", "dog", "grass"])
+
+
+def test_panoptic_only_split_gives_recall_only():
+    dataset = dataset_of(EXAMPLES).map(lambda sample: {k: v for k, v in sample.items() if k != "semantic"})
+    results = evaluate(FakeModel(), dataset, ["thing"], batch_size=2, progress=False)
+    assert "miou" not in results and results["num_examples"] == 2
+    assert results["recall@0.5"] == 1.0 and results["recall@0.9"] == pytest.approx(2 / 4)
