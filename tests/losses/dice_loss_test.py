@@ -26,6 +26,11 @@ def compiled(fn):
     return fn
 
 
+@functools.cache
+def compiled_loss(matching):
+    return compiled(functools.partial(best_match_dice_loss, matching=matching))
+
+
 def numpy_area(x, size):
     """Exact box-filter resize of [..., H, W]: repeat up to the least common multiple, average blocks."""
     for axis, out_size in zip((-2, -1), size):
@@ -112,23 +117,19 @@ def random_case(seed, batch_size=2, num_queries=4, num_labels=3, pred_size=(8, 8
     ],
 )
 def test_matches_numpy(matching, shapes):
-    loss_fn = compiled(functools.partial(best_match_dice_loss, smooth=1.0, matching=matching))
+    loss_fn = compiled_loss(matching)
     for seed in range(3):
         pred, gt, valid = random_case(seed, **shapes)
         expected = numpy_dice_loss(pred, gt, valid, matching=matching)
         np.testing.assert_allclose(float(loss_fn(pred, gt, valid)), expected, rtol=1e-5, atol=1e-6)
     # No `gt_valid`: every label counts.
-    np.testing.assert_allclose(
-        float(loss_fn(pred, gt, np.ones(valid.shape, bool))),
-        float(best_match_dice_loss(pred, gt, matching=matching)),
-        rtol=1e-6,
-    )
+    np.testing.assert_allclose(float(loss_fn(pred, gt)), numpy_dice_loss(pred, gt, matching=matching), rtol=1e-5)
 
 
 def test_one_to_one_is_greedy_and_within_half_of_optimal():
     # What "one_to_one" guarantees: exactly the greedy assignment; each valid label its own query while
     # queries last; total dice >= half the optimal one, loss >= the optimal assignment's loss.
-    loss_fn = compiled(functools.partial(best_match_dice_loss, matching="one_to_one"))
+    loss_fn = compiled_loss("one_to_one")
     gaps = []
     for seed in range(20):
         pred, gt, valid = random_case(seed, batch_size=1, num_queries=4, num_labels=3, pred_size=(4, 4))
@@ -165,24 +166,24 @@ def test_padding_and_empty(matching):
     valid[1] = False  # an image without label masks takes no part
     gt[0, 0] = 0.0  # an empty but valid label mask
     pred[2] = 0.0  # all-empty predictions
-    loss = float(best_match_dice_loss(pred, gt, valid, matching=matching))
+    loss = float(compiled_loss(matching)(pred, gt, valid))
     assert np.isfinite(loss)
     np.testing.assert_allclose(loss, numpy_dice_loss(pred, gt, valid, matching=matching), rtol=1e-5)
     # Padded slots change nothing, whatever they hold.
     padded_gt = np.concatenate([gt, np.ones_like(gt[:, :1])], axis=1)
     padded_valid = np.concatenate([valid, np.zeros_like(valid[:, :1])], axis=1)
-    padded = float(best_match_dice_loss(pred, padded_gt, padded_valid, matching=matching))
+    padded = float(compiled_loss(matching)(pred, padded_gt, padded_valid))
     np.testing.assert_allclose(padded, loss, rtol=1e-6)
     # No valid label anywhere: 0.
-    assert float(best_match_dice_loss(pred, gt, np.zeros_like(valid), matching=matching)) == 0.0
-    assert float(best_match_dice_loss(pred, gt[:, :0], matching=matching)) == 0.0
+    assert float(compiled_loss(matching)(pred, gt, np.zeros_like(valid))) == 0.0
+    assert float(compiled_loss(matching)(pred, gt[:, :0])) == 0.0
 
 
 @given(seed=st.integers(0, 2**31 - 1), permutation=st.permutations(range(5)), matching=st.sampled_from(["max", "one_to_one"]))
 def test_permuting_predictions_leaves_loss_unchanged(seed, permutation, matching):
     pred, gt, valid = random_case(seed, batch_size=2, num_queries=5, num_labels=3, pred_size=(6, 6))
-    loss = best_match_dice_loss(pred, gt, valid, matching=matching)
-    permuted = best_match_dice_loss(pred[:, list(permutation)], gt, valid, matching=matching)
+    loss = compiled_loss(matching)(pred, gt, valid)
+    permuted = compiled_loss(matching)(pred[:, list(permutation)], gt, valid)
     np.testing.assert_allclose(float(permuted), float(loss), rtol=1e-5, atol=1e-6)
 
 
@@ -193,7 +194,7 @@ def test_perfect_prediction_gives_zero(seed, matching, extra):
     # Every label mask among the predictions (in shuffled order), plus `extra` junk predictions.
     pred = np.concatenate([gt, rng.uniform(size=(2, extra, 6, 6)).astype("float32")], axis=1)
     pred = pred[:, rng.permutation(pred.shape[1])]
-    loss = float(best_match_dice_loss(pred, gt, valid, matching=matching))
+    loss = float(compiled_loss(matching)(pred, gt, valid))
     assert abs(loss) < 1e-6
 
 
@@ -203,10 +204,10 @@ def test_stable_in_float32_and_mixed_precision():
     pred = ops.sigmoid(logits)
     gt = (rng.uniform(size=(2, 3, 32, 32)) < 0.5).astype("float32")
     gt[0] = 0.0
-    reference = float(best_match_dice_loss(pred, gt))
+    reference = float(compiled_loss("max")(pred, gt))
     assert np.isfinite(reference)
     for dtype in ("bfloat16", "float16"):
-        loss = best_match_dice_loss(ops.cast(pred, dtype), ops.cast(gt, dtype))
+        loss = compiled_loss("max")(ops.cast(pred, dtype), ops.cast(gt, dtype))
         assert keras.backend.standardize_dtype(loss.dtype) == "float32"
         np.testing.assert_allclose(float(loss), reference, atol=2e-2)
 
@@ -239,7 +240,7 @@ def test_wrapper_and_serialization():
     np.testing.assert_allclose(float(loss({"masks": gt, "mask_valid": valid}, logits)), expected, rtol=1e-4)
     revived = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(revived, BestMatchDiceLoss) and revived.get_config() == loss.get_config()
-    plain = BestMatchDiceLoss()
+    plain = compiled(BestMatchDiceLoss().__call__)
     np.testing.assert_allclose(float(plain(gt, pred)), numpy_dice_loss(pred, gt), rtol=1e-5)
     np.testing.assert_allclose(float(plain({"masks": gt}, {"mask_logits": logits})), numpy_dice_loss(pred, gt), rtol=1e-4)
 
