@@ -78,7 +78,9 @@ def make_training_dataset(
     """
     if isinstance(sources, (TrainingSource, tf.data.Dataset)):
         sources = [sources]
-    sources = [s if isinstance(s, TrainingSource) else TrainingSource(s, name=f"source {i}") for i, s in enumerate(sources)]
+    sources = [
+        s if isinstance(s, TrainingSource) else TrainingSource(s, name=f"source {i}") for i, s in enumerate(sources)
+    ]
     if not sources:
         raise ValueError("`sources` must hold at least one TrainingSource. Received an empty list.")
     if not 0.0 < keep_prob <= 1.0:
@@ -137,7 +139,8 @@ def _example_fn(
 ):
     """The per-example map function of one source."""
     kind = source.kind
-    words = _CaptionWordLookup(source.caption_words, table, source.name) if source.caption_words else None
+    has_captions = source.caption_words and "captions" in source.dataset.element_spec
+    words = _CaptionWordLookup(source.caption_words, table, source.name) if has_captions else None
     embedding_dim = int(embeddings.shape[-1])
 
     def prepare(example, seed):

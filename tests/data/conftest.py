@@ -16,7 +16,8 @@ class WhitespaceExtractor:
 
     def extract(self, captions):
         self.calls += 1
-        return [list(dict.fromkeys(w.strip(".,").lower() for w in c.split() if len(w.strip(".,")) > 3)) for c in captions]
+        words = [[w.strip(".,").lower() for w in caption.split()] for caption in captions]
+        return [list(dict.fromkeys(w for w in caption if len(w) > 3)) for caption in words]
 
 
 def random_word_table(words, embedding_dim=8, seed=0):

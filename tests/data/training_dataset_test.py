@@ -21,7 +21,10 @@ def _source(examples, caption_words=None, name="test"):
         dtype = tf.string if value.dtype.kind in "OUS" else tf.as_dtype(value.dtype)
         return tf.TensorSpec([None] * value.ndim, dtype)
 
-    signature = {k: ({kk: spec(vv) for kk, vv in v.items()} if isinstance(v, dict) else spec(v)) for k, v in first.items()}
+    signature = {
+        key: ({k: spec(v) for k, v in value.items()} if isinstance(value, dict) else spec(value))
+        for key, value in first.items()
+    }
     dataset = tf.data.Dataset.from_generator(lambda: iter(examples), output_signature=signature)
     return TrainingSource(dataset, caption_words=caption_words, name=name)
 
@@ -170,7 +173,8 @@ def test_mask_source_like_teacher_pseudo_labels(make_table):
     masks = np.zeros((3, 16, 16), np.uint8)
     masks[0, :4] = 1
     masks[1, 4:] = 1
-    examples = [{"image": np.zeros((16, 16, 3), np.uint8), "masks": masks, "mask_valid": np.array([True, True, False])}] * 2
+    example = {"image": np.zeros((16, 16, 3), np.uint8), "masks": masks, "mask_valid": np.array([True, True, False])}
+    examples = [example] * 2
     (x, y), = _first(make_training_dataset(
         _source(examples), make_table(WORDS), image_size=16, batch_size=2, max_masks=4, scale_range=(1.0, 1.0),
         flip=False, seed=0))
