@@ -1,0 +1,395 @@
+"""Export an OpenSeg model for serving without Python or Keras: SavedModel, ONNX, LiteRT, torch.
+
+The exported graph is an `OpenSegInference`: raw images and text embeddings in, the open-vocabulary
+segmentation of sec. 3.4 (eq. 6) out, like the official OpenSeg release's SavedModel. Text is embedded
+outside the graph, with the text encoder the model was trained with (`OpenSegModel.text_embeddings`, or
+`model.text_embedder.embed`), so any vocabulary works with one artifact.
+
+Inputs (one dict):
+    images: `[B, H, W, 3]` raw pixels 0..255, float32 (or uint8 with `image_dtype="uint8"`). H and W are
+        free (any size) unless an `image_size` fixes them; the graph pads them to a multiple of 32.
+    text_embeddings: `[C, E]` one embedding per category (any norm), E the model's embedding size.
+
+Outputs (a dict):
+    labels: `[B, H, W]` int32. Index of the winning category at each pixel.
+    scores: `[B, H, W]` float32. Its eq. (6) logit.
+    masks: `[B, N, ceil(H/4), ceil(W/4)]` float32. The N mask proposals (sigmoid probabilities) on the
+        stride-4 grid.
+    region_embeddings: `[B, N, E]` float32. One embedding z per proposal (unnormalized).
+    pixel_embeddings: `[B, ceil(H/4), ceil(W/4), E]` float32. The per-pixel embeddings F_z.
+    pixel_features: `[B, ceil(H/4), ceil(W/4), E]` float32. The region-pooled pixel feature
+        sum_n s_n z^_n / sum_n s_n (the official release's per-pixel feature; `OpenSegModel.pixel_features`).
+
+Which backend exports which format (Keras' own exporters do the work):
+
+| format        | tensorflow               | jax                           | torch                                 |
+|---------------|--------------------------|-------------------------------|---------------------------------------|
+| `saved_model` | yes, any image size      | yes (jax2tf), any image size  | needs `torch_xla`; fixed size         |
+| `onnx`        | needs `tf2onnx`, `onnx`  | needs `jax2onnx`; fixed size  | needs `onnx`, `onnxscript`; fixed size|
+| `litert`      | yes; fixed size          | no                            | needs `litert-torch`; fixed size      |
+| `torch`       | no                       | no                            | yes (`.pt2`); fixed size              |
+
+"fixed size" marks exporters that trace fixed shapes (LiteRT's builtin ops, `torch.export`, jax2onnx): they
+need an `image_size`. The batch size and the number of categories stay free everywhere.
+SavedModels were checked against the Keras model on tensorflow and jax, LiteRT on tensorflow and `.pt2` on
+torch (tests/export); the other cells follow Keras' exporters and need packages this project does not install.
+
+Example:
+
+```python
+model = keras_openseg.OpenSegModel.from_preset("path/to/preset")
+export_model(model, "openseg_saved_model")
+served = tf.saved_model.load("openseg_saved_model")
+text, _ = model.text_embeddings(["cat", "grass"])          # [C, 1, E]
+out = served.serve({"images": images, "text_embeddings": text[:, 0]})
+out["labels"]                                              # [B, H, W]
+```
+
+Command line: `keras-openseg export --preset P --format saved_model --output DIR [--image-size S]`.
+"""
+
+import importlib.util
+import json
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_openseg.layers.resizing import resize
+from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
+from keras_openseg.models.segmentation_logits import segmentation_logits
+
+FORMATS = ("saved_model", "onnx", "litert", "torch")
+IMAGE_DTYPES = ("float32", "uint8")
+STRIDE = 32  # the backbone needs sides that are multiples of P5's stride
+MASK_STRIDE = 4  # masks and pixel embeddings live on the P2 grid
+
+# format -> backend -> python modules the Keras exporter imports (None: the backend cannot export it).
+_REQUIREMENTS = {
+    "saved_model": {"tensorflow": (), "jax": (), "torch": ("torch_xla",)},
+    "onnx": {"tensorflow": ("tf2onnx", "onnx"), "jax": ("jax2onnx", "onnx"), "torch": ("onnx", "onnxscript")},
+    "litert": {"tensorflow": (), "jax": None, "torch": ("litert_torch",)},
+    "torch": {"tensorflow": None, "jax": None, "torch": ()},
+}
+# (format, backend) pairs whose exporter keeps the image size free; the others trace fixed shapes.
+_FREE_IMAGE_SIZE = {("saved_model", "tensorflow"), ("saved_model", "jax"), ("onnx", "tensorflow")}
+_FILE_NAMES = {"onnx": "model.onnx", "litert": "model.tflite", "torch": "model.pt2"}
+
+
+@keras.saving.register_keras_serializable(package="keras_openseg")
+class OpenSegInference(keras.Model):
+    """The serving graph of an OpenSeg model: raw images + text embeddings -> segmentation (sec. 3.4, eq. 6).
+
+    Normalizes the images with the image converter's `scale` and `offset`, pads them (bottom and right,
+    with zeros after normalization) to a multiple of 32, runs the backbone, scores every pixel against every
+    category with eq. (6) (`segmentation_logits`), resizes the logits to the padded size and crops them
+    back, exactly as `OpenSegModel.segment` does for a batch of same-sized images. Every step is a
+    `keras.ops` call with no python-side shape logic, so the graph traces with unknown batch, height,
+    width and number of categories on every backend (and under JAX shape polymorphism).
+
+    Args:
+        backbone: `OpenSegBackbone`.
+        image_converter: `OpenSegImageConverter` (or any keras_hub `ImageConverter`) or None. Only its
+            `scale` and `offset` are applied; None means the images come normalized. Defaults to `None`.
+        **kwargs: `keras.Model` arguments (`name`).
+
+    Inputs:
+        A dict with `images` `[B, H, W, 3]` (0..255, any float or integer dtype) and `text_embeddings`
+        `[C, E]`.
+
+    Outputs:
+        A dict with `labels` `[B, H, W]` int32, `scores` `[B, H, W]`, `masks` `[B, N, h, w]`,
+        `region_embeddings` `[B, N, E]`, `pixel_embeddings` and `pixel_features` `[B, h, w, E]`
+        (float32; h = ceil(H / 4), w = ceil(W / 4)). See the module docstring.
+
+    Example:
+
+    ```python
+    inference = OpenSegInference(model.backbone, model.preprocessor.image_converter)
+    out = inference({"images": images, "text_embeddings": text_embeddings})
+    out["labels"]  # [B, H, W], the labels of model.segment(images, text_embeddings=text_embeddings)
+    ```
+    """
+
+    def __init__(self, backbone, image_converter=None, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.image_converter = image_converter
+
+    @classmethod
+    def from_model(cls, model, **kwargs):
+        """The serving graph of an `OpenSegModel` (its backbone and its preprocessor's image converter)."""
+        backbone = getattr(model, "backbone", None)
+        if backbone is None or not hasattr(backbone, "embedding_dim"):
+            raise ValueError(
+                f"`model` must be an `OpenSegModel` (with an `OpenSegBackbone`). Received: {type(model).__name__}"
+            )
+        converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+        return cls(backbone, converter, **kwargs)
+
+    def _normalize(self, images):
+        images = ops.cast(images, "float32")
+        scale = getattr(self.image_converter, "scale", None)
+        offset = getattr(self.image_converter, "offset", None)
+        if scale is not None:
+            images = images * ops.convert_to_tensor(np.asarray(scale, "float32"))
+        if offset is not None:
+            images = images + ops.convert_to_tensor(np.asarray(offset, "float32"))
+        return images
+
+    def call(self, inputs):
+        if not isinstance(inputs, dict) or not {"images", "text_embeddings"} <= set(inputs):
+            received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(f"`inputs` must be a dict with `images` and `text_embeddings`. Received: {received}")
+        images = self._normalize(inputs["images"])
+        shape = ops.shape(images)
+        height, width = shape[1], shape[2]
+        # The canvas size is written as a multiple of 32 (not as `height + (-height) % 32`), so that JAX shape
+        # polymorphism can prove the strided feature maps of the encoder line up.
+        canvas_height = (height + STRIDE - 1) // STRIDE * STRIDE
+        canvas_width = (width + STRIDE - 1) // STRIDE * STRIDE
+        canvas = ops.pad(images, [[0, 0], [0, canvas_height - height], [0, canvas_width - width], [0, 0]])
+        outputs = self.backbone(canvas, training=False)
+        masks = ops.sigmoid(ops.cast(outputs["mask_logits"], "float32"))
+        region_embeddings = ops.cast(outputs["region_embeddings"], "float32")
+        logits = segmentation_logits(masks, region_embeddings, inputs["text_embeddings"])
+        logits = resize(logits, (canvas_height, canvas_width), axes=(2, 3))[:, :, :height, :width]
+        grid_height = (height + MASK_STRIDE - 1) // MASK_STRIDE
+        grid_width = (width + MASK_STRIDE - 1) // MASK_STRIDE
+        pixel_features = region_pooled_pixel_features(masks, region_embeddings)
+        scores = ops.max(logits, axis=1)
+        # argmax as "the first category reaching the max": `ops.argmax` on TensorFlow tests the sign bit of
+        # zeros with a bitwise op that LiteRT's builtin ops lack.
+        categories = ops.arange(ops.shape(logits)[1], dtype="int32")[None, :, None, None]
+        labels = ops.min(ops.where(logits >= scores[:, None], categories, np.iinfo("int32").max), axis=1)
+        return {
+            "labels": ops.cast(labels, "int32"),
+            "scores": scores,
+            "masks": masks[:, :, :grid_height, :grid_width],
+            "region_embeddings": region_embeddings,
+            "pixel_embeddings": ops.cast(outputs["pixel_embeddings"], "float32")[:, :grid_height, :grid_width],
+            "pixel_features": pixel_features[:, :grid_height, :grid_width],
+        }
+
+    def input_signature(self, image_size=None, image_dtype="float32"):
+        """The export signature: `[{"images": InputSpec, "text_embeddings": InputSpec}]`.
+
+        Args:
+            image_size: None, an int or `(height, width)`. None leaves the image size free. Defaults to `None`.
+            image_dtype: `"float32"` or `"uint8"`. Defaults to `"float32"`.
+        """
+        height, width = _standardize_image_size(image_size) or (None, None)
+        if image_dtype not in IMAGE_DTYPES:
+            raise ValueError(f"`image_dtype` must be one of {IMAGE_DTYPES}. Received: image_dtype={image_dtype!r}")
+        return [
+            {
+                "images": keras.InputSpec(shape=(None, height, width, 3), dtype=image_dtype, name="images"),
+                "text_embeddings": keras.InputSpec(
+                    shape=(None, self.backbone.embedding_dim), dtype="float32", name="text_embeddings"
+                ),
+            }
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.layers.serialize(self.backbone),
+                "image_converter": None
+                if self.image_converter is None
+                else keras.layers.serialize(self.image_converter),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "image_converter"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.layers.deserialize(config[key])
+        return cls(**config)
+
+
+def _standardize_image_size(image_size):
+    """`image_size` as `(height, width)` python ints, or None."""
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(side, (int, np.integer)) and side >= 1 for side in size):
+        raise ValueError(f"`image_size` must be None, a positive int or (height, width). Received: {image_size!r}")
+    return int(size[0]), int(size[1])
+
+
+def check_format(format, backend=None):
+    """Raise a ValueError unless `backend` (default: the current one) can export `format` here.
+
+    Checks that Keras has an exporter for the pair and that the packages it imports are installed.
+    """
+    backend = backend or keras.backend.backend()
+    if format not in FORMATS:
+        raise ValueError(f"`format` must be one of {FORMATS}. Received: format={format!r}")
+    requirements = _REQUIREMENTS[format].get(backend)
+    if requirements is None:
+        able = [name for name, needs in _REQUIREMENTS[format].items() if needs is not None]
+        raise ValueError(
+            f"Keras cannot export format={format!r} from the {backend} backend; it can from: {', '.join(able)}. "
+            f"Set KERAS_BACKEND to one of those (the preset loads on any backend)."
+        )
+    missing = [module for module in requirements if importlib.util.find_spec(module) is None]
+    if missing:
+        packages = " ".join(module.replace("_", "-") for module in missing)
+        raise ValueError(
+            f"Exporting format={format!r} on the {backend} backend needs the packages {missing}, which are not "
+            f"installed: `pip install {packages}` (or `pip install keras-openseg[export]`), or use another backend."
+        )
+
+
+def export_model(model, path, format="saved_model", image_size=None, image_dtype="float32", verbose=False):
+    """Export an OpenSeg model's serving graph (`OpenSegInference`) with Keras' exporters.
+
+    Args:
+        model: `OpenSegModel` (or an `OpenSegInference`).
+        path: string. A directory for `"saved_model"`, a file for the other formats.
+        format: `"saved_model"`, `"onnx"`, `"litert"` or `"torch"`. See the module docstring for which
+            backend exports which format. Defaults to `"saved_model"`.
+        image_size: None, an int or `(height, width)`. The image size the artifact accepts; None accepts any
+            size (where the format allows it). Defaults to `None`, or the image converter's `image_size` when
+            the model's converter has one.
+        image_dtype: `"float32"` or `"uint8"`. The dtype of the `images` input (raw 0..255 pixels either
+            way). Defaults to `"float32"`.
+        verbose: bool. Let Keras print the exported signature. Defaults to `False`.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    export_model(model, "openseg_saved_model")
+    served = tf.saved_model.load("openseg_saved_model")
+    out = served.serve({"images": images, "text_embeddings": text_embeddings})
+    ```
+    """
+    inference = model if isinstance(model, OpenSegInference) else OpenSegInference.from_model(model)
+    if image_size is None:
+        image_size = getattr(inference.image_converter, "image_size", None)
+    image_size = _standardize_image_size(image_size)
+    check_format(format)
+    if image_size is None and (format, keras.backend.backend()) not in _FREE_IMAGE_SIZE:
+        raise ValueError(
+            f"Exporting format={format!r} on the {keras.backend.backend()} backend needs a fixed `image_size` "
+            "(e.g. image_size=512, or --image-size 512): this exporter traces fixed shapes. Resize or pad images "
+            "to that size before serving them."
+        )
+    path = os.fspath(path)
+    signature = inference.input_signature(image_size, image_dtype)
+    # Build the wrapper (and trace its shapes) on a small concrete batch before any exporter touches it.
+    height, width = image_size or (STRIDE, STRIDE)
+    inference(
+        {
+            "images": np.zeros((1, height, width, 3), image_dtype),
+            "text_embeddings": np.ones((1, inference.backbone.embedding_dim), "float32"),
+        }
+    )
+    if format == "saved_model":
+        archive = keras.export.ExportArchive()
+        archive.track(inference)
+        kwargs = {}
+        if keras.backend.backend() == "jax":
+            # Name each free dimension: Keras' default names the first axis of every input "batch", which
+            # would tie the number of categories to the batch size.
+            images_shape = "(b, h, w, 3)" if image_size is None else f"(b, {height}, {width}, 3)"
+            text_shape = f"(c, {inference.backbone.embedding_dim})"
+            kwargs["jax2tf_kwargs"] = {
+                "polymorphic_shapes": [{"images": images_shape, "text_embeddings": text_shape}]
+            }
+        archive.add_endpoint("serve", inference.call, input_signature=signature, **kwargs)
+        archive.write_out(path, verbose=verbose)
+        return path
+    kwargs = {}
+    if format == "torch":
+        import torch  # torch backend only: keep the batch and the number of categories free
+
+        images_shape = {0: torch.export.Dim("batch", min=1)}
+        text_shape = {0: torch.export.Dim("categories", min=1)}
+        kwargs["dynamic_shapes"] = {"args": ({"images": images_shape, "text_embeddings": text_shape},)}
+    inference.export(path, format=format, input_signature=signature, verbose=verbose, **kwargs)
+    return path
+
+
+def export_info(model, format, image_size=None, image_dtype="float32"):
+    """A JSON-able description of an exported artifact: its inputs, outputs and the text encoder to use."""
+    inference = model if isinstance(model, OpenSegInference) else OpenSegInference.from_model(model)
+    text_embedder = getattr(model, "text_embedder", None)
+    height, width = _standardize_image_size(image_size) or (None, None)
+    embedding_dim = inference.backbone.embedding_dim
+    return {
+        "format": format,
+        "backend": keras.backend.backend(),
+        "endpoint": "serve" if format == "saved_model" else None,
+        "inputs": {
+            "images": {"shape": [None, height, width, 3], "dtype": image_dtype, "range": [0, 255]},
+            "text_embeddings": {"shape": [None, embedding_dim], "dtype": "float32"},
+        },
+        "outputs": {
+            "labels": "[B, H, W] int32: index of the winning category",
+            "scores": "[B, H, W] float32: its eq. (6) logit",
+            "masks": "[B, N, ceil(H/4), ceil(W/4)] float32: mask proposal probabilities",
+            "region_embeddings": "[B, N, E] float32: region embedding of each proposal",
+            "pixel_embeddings": "[B, ceil(H/4), ceil(W/4), E] float32: per-pixel embeddings F_z",
+            "pixel_features": "[B, ceil(H/4), ceil(W/4), E] float32: region-pooled pixel features",
+        },
+        "num_queries": inference.backbone.num_queries,
+        "embedding_dim": embedding_dim,
+        "text_encoder": getattr(text_embedder, "identity", None),
+    }
+
+
+def add_arguments(parser):
+    parser.add_argument("--preset", required=True, help="OpenSegModel preset: local dir, kaggle://, hf://")
+    parser.add_argument("--format", default="saved_model", choices=FORMATS, help="artifact format")
+    parser.add_argument(
+        "--output", required=True, help="output folder (the SavedModel itself, or the folder of the model file)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_parse_image_size,
+        default=None,
+        help="fixed input size S or HxW (default: any size where the format allows it)",
+    )
+    parser.add_argument("--image-dtype", default="float32", choices=IMAGE_DTYPES, help="dtype of the images input")
+
+
+def _parse_image_size(text):
+    try:
+        sides = [int(side) for side in text.lower().split("x")]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"--image-size must be S or HxW with positive ints. Received: {text!r}")
+    return sides[0] if len(sides) == 1 else tuple(sides)
+
+
+def run(args):
+    from keras_openseg.models import OpenSegModel
+
+    try:
+        check_format(args.format)
+    except ValueError as error:
+        raise SystemExit(f"keras-openseg export: {error}") from None
+    model = OpenSegModel.from_preset(args.preset)
+    os.makedirs(args.output, exist_ok=True)
+    target = args.output if args.format == "saved_model" else os.path.join(args.output, _FILE_NAMES[args.format])
+    image_size = args.image_size
+    if image_size is None:
+        image_size = getattr(getattr(model.preprocessor, "image_converter", None), "image_size", None)
+    export_model(model, target, format=args.format, image_size=image_size, image_dtype=args.image_dtype)
+    info = export_info(model, args.format, image_size, args.image_dtype)
+    with open(os.path.join(args.output, "export_info.json"), "w") as file:
+        json.dump(info, file, indent=2)
+    print(f"keras-openseg export: wrote {target} ({args.format}, {keras.backend.backend()} backend)")
+    return 0
