@@ -28,8 +28,9 @@ def caption_words_for(source, extractor, split=None, cache_path=None):
             `extract(list[str]) -> list[list[str]]`).
         split: str or None. The tfds split, for a builder source.
         cache_path: path-like or None. The JSON cache file. Defaults to
-            `<builder.data_dir>/caption_words/<split>-<extractor settings>.json` for a builder source and no
-            cache for other sources. Unwritable locations only log a warning.
+            `<builder.data_dir>/caption_words/<split>-<extractor settings>.json` for a builder source (the
+            settings are `extractor.settings_key`, else its class name) and no cache for other sources.
+            Unwritable locations only log a warning.
 
     Returns:
         dict str -> list of str: caption -> its words.
@@ -76,9 +77,12 @@ def caption_vocabulary(*caption_words):
 
 
 def _extractor_key(extractor):
+    # CaptionWordExtractor names its pipeline and settings; another extractor class is taken to extract words
+    # one way only (its repr may hold a memory address, which would defeat the cache).
     key = getattr(extractor, "settings_key", None)
     if key is None:
-        key = f"{type(extractor).__name__}-{hashlib.sha1(repr(extractor).encode()).hexdigest()[:10]}"
+        cls = type(extractor)
+        key = f"{cls.__name__}-{hashlib.sha1(f'{cls.__module__}.{cls.__qualname__}'.encode()).hexdigest()[:10]}"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(key))
 
 
