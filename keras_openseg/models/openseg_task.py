@@ -94,6 +94,14 @@ class OpenSegTask(OpenSegPresetMixin, Task):
             optimizer = training_optimizer(learning_rate, decay_steps)
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
+    def compile_from_config(self, config):
+        # keras skips restoring the compile state of models that override `compile`; this one takes the
+        # standard arguments, so restore it as keras does for plain models.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
     def _add_regularization(self, loss):
         if self.losses:
             loss = loss + keras.ops.cast(keras.ops.sum(self.losses), "float32")
