@@ -292,3 +292,16 @@ def test_gradients_reach_exactly_the_matched_queries(matching):
         for n in range(num_queries):
             changed = np.abs(after[b, n] - before[b, n]) > 0
             assert changed.all() if n in matched else not changed.any(), (b, n, matched)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow graphs have unknown sizes")
+@pytest.mark.parametrize("matching", ["max", "one_to_one"])
+def test_unknown_sizes_in_tf_graph(matching):
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec((None,) * 4), tf.TensorSpec((None,) * 4), tf.TensorSpec((None, None), tf.bool)]
+    loss_fn = tf.function(functools.partial(best_match_dice_loss, matching=matching), input_signature=spec)
+    for gt_size in ((16, 16), (9, 7)):  # integer and fractional area factors, neither known while tracing
+        pred, gt, valid = random_case(7, batch_size=2, num_queries=4, num_labels=3, pred_size=(6, 5), gt_size=gt_size)
+        expected = numpy_dice_loss(pred, gt, valid, matching=matching)
+        np.testing.assert_allclose(float(loss_fn(pred, gt, valid)), expected, rtol=1e-5)

@@ -138,7 +138,7 @@ def test_temperature_as_tensor():
         rtol=1e-4,
     )
     np.testing.assert_allclose(
-        float(compiled_loss()(regions, words, valid, temperature=Temperature(0.2)())),
+        float(ops.convert_to_numpy(compiled_loss()(regions, words, valid, temperature=Temperature(0.2)()))),
         numpy_grounding_loss(regions, words, valid, 0.2),
         rtol=1e-4,
     )
@@ -236,3 +236,17 @@ def test_gradients_reach_regions_and_temperature():
     np.testing.assert_array_equal(changed, np.array([True, False, True, True])[:, None].repeat(num_regions, 1))
     temperature_after = float(keras.ops.convert_to_numpy(model.temperature()))
     assert np.isfinite(temperature_after) and temperature_after > 0 and temperature_after != temperature_before
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow graphs have unknown sizes")
+def test_unknown_sizes_in_tf_graph():
+    import tensorflow as tf
+
+    regions, words, valid = random_case(6, batch_size=4)
+    spec = [tf.TensorSpec((None, None, 6)), tf.TensorSpec((None, None, 6)), tf.TensorSpec((None, None), tf.bool)]
+    sync = tf.function(grounding_loss, input_signature=spec)
+    grouped = tf.function(functools.partial(grounding_loss, group_size=2), input_signature=spec)
+    np.testing.assert_allclose(float(sync(regions, words, valid)), numpy_grounding_loss(regions, words, valid), rtol=1e-4)
+    np.testing.assert_allclose(
+        float(grouped(regions, words, valid)), numpy_grounding_loss(regions, words, valid, group_size=2), rtol=1e-4
+    )
