@@ -1,16 +1,18 @@
 """OpenSeg models: the backbone, the student and teacher tasks, preprocessing, inference scores, presets."""
 
+from keras_openseg.models.mask_nms import mask_iou
+from keras_openseg.models.mask_nms import mask_nms
 from keras_openseg.models.openseg_backbone import OpenSegBackbone
 from keras_openseg.models.openseg_image_converter import OpenSegImageConverter
 from keras_openseg.models.openseg_model import OpenSegModel
 from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
 from keras_openseg.models.openseg_presets import OPENSEG_ARCHITECTURES
 from keras_openseg.models.openseg_teacher import OpenSegTeacher
-from keras_openseg.models.mask_nms import mask_iou
-from keras_openseg.models.mask_nms import mask_nms
 from keras_openseg.models.segmentation_logits import pixel_logits
 from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
 from keras_openseg.models.segmentation_logits import segmentation_logits
+from keras_openseg.models.text_embedder import TextEmbedder
+from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 
 __all__ = [
     "OPENSEG_ARCHITECTURES",
@@ -19,6 +21,8 @@ __all__ = [
     "OpenSegModel",
     "OpenSegPreprocessor",
     "OpenSegTeacher",
+    "TextEmbedder",
+    "TextEmbedderPreprocessor",
     "mask_iou",
     "mask_nms",
     "pixel_logits",
