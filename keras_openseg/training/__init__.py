@@ -8,6 +8,7 @@ from keras_openseg.training.recipe import build_model
 from keras_openseg.training.recipe import build_optimizer
 from keras_openseg.training.recipe import build_sources
 from keras_openseg.training.recipe import build_training_dataset
+from keras_openseg.training.recipe import configure_grounding_loss
 from keras_openseg.training.recipe import learning_rate_schedule
 from keras_openseg.training.recipe import train
 from keras_openseg.training.training_checkpoint import TrainingCheckpoint
@@ -20,6 +21,7 @@ __all__ = [
     "build_optimizer",
     "build_sources",
     "build_training_dataset",
+    "configure_grounding_loss",
     "learning_rate_schedule",
     "train",
 ]

@@ -131,7 +131,7 @@ def train(config, text_embedder=None, extractor=None, table=None, callbacks=(), 
         dataset = build_training_dataset(config, table, sources, distribution, skip_steps=initial_step)
         with distribution.scope():
             model = build_model(config, embedding_dim=table.embedding_dim, text_embedder=text_embedder)
-            _configure_grounding_loss(model, config, distribution)
+            configure_grounding_loss(model, config, distribution)
             if config.freeze_image_encoder:
                 model.backbone.image_encoder.trainable = False
             model.compile(optimizer=build_optimizer(config))
@@ -259,7 +259,7 @@ def build_model(config, embedding_dim, text_embedder=None):
     return model
 
 
-def _configure_grounding_loss(model, config, distribution):
+def configure_grounding_loss(model, config, distribution):
     """Sync or unsync grounding loss (paper App. F) for the run's distribution."""
     if config.teacher:
         return

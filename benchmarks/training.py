@@ -1,0 +1,181 @@
+"""Training examples per second of the OpenSeg recipe on openseg_shapes, per backend, with the input wait,
+and the scaling of JAX `DataParallel` over simulated devices.
+
+    python benchmarks/training.py                                   # every backend; JAX on 1, 2 and 4 devices
+    python benchmarks/training.py --backends jax --devices 1,4 --json out.json
+    python benchmarks/training.py --architecture small --image-size 128 --config default
+
+Each (backend, device count) runs in its own interpreter, since the backend and the device count are fixed
+when it starts (JAX devices are simulated with `--xla_force_host_platform_device_count`). The run builds what
+`keras-openseg train` builds: the tf.data pipeline of `keras_openseg.data` (jitter, crop, flip, masks, kp
+word dropping), the model of `--architecture` (random weights, nothing downloaded), the recipe's optimizer,
+and under several JAX devices `keras.distribution.DataParallel` with the unsync grounding loss. Then, after
+warm-up steps (compilation):
+
+- `fit_examples_per_s`: `model.fit` for `--steps` steps (input prefetched and overlapped, as in training);
+- `loop_examples_per_s`, `input_wait`, `ms_per_step`: a loop that times `next(iterator)` apart from
+  `train_on_batch`; `input_wait` is the fraction of the loop's time spent waiting for the next batch.
+
+The per-device batch is fixed (`--batch-size`), so N devices train on N times the examples per step (weak
+scaling); `scaling_efficiency` is examples/s over N times the 1-device figure. The simulated devices are
+threads of one process sharing this machine's cores (2 on the development machine) and XLA already spreads
+one device's work over all cores, so no speed-up is expected here: the rows show that the distributed path
+runs and what it costs, not what N accelerators would give. The word table holds random 384-d vectors
+(all-MiniLM-L6-v2's size): lookups cost the same whatever the encoder.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+COLUMNS = [
+    "backend", "devices", "global_batch", "fit_examples_per_s", "loop_examples_per_s", "input_wait",
+    "ms_per_step", "scaling_efficiency",
+]
+EMBEDDING_DIM = 384
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--devices", default="1,2,4", help="JAX device counts (other backends run on 1)")
+    parser.add_argument("--config", default="tiny", choices=["tiny", "default", "large"], help="openseg_shapes config")
+    parser.add_argument("--architecture", default="tiny", help="tiny or small (random weights)")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=4, help="per-device batch")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
+    parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "keras_openseg_benchmark_tfds"))
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "BACKEND:DEVICES"
+    return parser.parse_args(argv)
+
+
+class _CaptionWords:
+    """Caption words without spaCy (their extraction is cached and no part of a training step)."""
+
+    def extract(self, captions):
+        return [list(dict.fromkeys(word.strip(".,").lower() for word in caption.split())) for caption in captions]
+
+
+def _to_numpy(batch):
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda tensor: tensor.numpy(), batch)
+
+
+def run_worker(args):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_openseg.distribution import Distribution
+    from keras_openseg.text import WordEmbeddingTable
+    from keras_openseg.training import TrainingConfig
+    from keras_openseg.training import build_model
+    from keras_openseg.training import build_optimizer
+    from keras_openseg.training import build_sources
+    from keras_openseg.training import build_training_dataset
+    from keras_openseg.training import configure_grounding_loss
+
+    backend, devices = args.worker.split(":")
+    devices = int(devices)
+    config = TrainingConfig(
+        datasets=(f"openseg_shapes/{args.config}",),
+        data_dir=args.data_dir,
+        image_size=args.image_size,
+        batch_size=args.batch_size * devices,
+        steps=args.warmup + args.steps,
+        distribution="data_parallel" if devices > 1 else "none",
+        architecture=args.architecture,
+        output=tempfile.mkdtemp(),
+    )
+    distribution = Distribution(config.distribution)
+    sources = build_sources(config, _CaptionWords())
+    words = sorted({word for source in sources for words in source.caption_words.values() for word in words})
+    vectors = np.random.default_rng(0).normal(size=(len(words), EMBEDDING_DIM)).astype("float32")
+    table = WordEmbeddingTable(words, vectors, encoder_id="random-benchmark-vectors")
+    dataset = build_training_dataset(config, table, sources, distribution)
+    with distribution.scope():
+        model = build_model(config, embedding_dim=EMBEDDING_DIM)
+        configure_grounding_loss(model, config, distribution)
+        model.compile(optimizer=build_optimizer(config))
+
+    model.fit(dataset, steps_per_epoch=args.warmup, epochs=1, shuffle=False, verbose=0)
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=args.steps, epochs=1, shuffle=False, verbose=0)
+    fit_seconds = time.perf_counter() - start
+
+    # fit maps the preprocessor over the tf.data input (keras_hub PipelineModel); the loop does the same, and
+    # calls keras' own train_on_batch (keras_hub's converts a dict `y` to one tensor and fails on ours).
+    iterator = iter(dataset.map(model.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE))
+    waits, steps = [], []
+    for index in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        x, y = next(iterator)
+        if backend != "tensorflow":
+            x, y = _to_numpy((x, y))  # what fit does on these backends
+        fetched = time.perf_counter()
+        logs = keras.Model.train_on_batch(model, x, y, return_dict=True)
+        float(logs["loss"])  # waits for the step to finish
+        done = time.perf_counter()
+        if index >= args.warmup:
+            waits.append(fetched - start)
+            steps.append(done - fetched)
+    loop_seconds = sum(waits) + sum(steps)
+    return {
+        "backend": backend,
+        "devices": devices,
+        "replicas": distribution.num_replicas,
+        "global_batch": config.batch_size,
+        "fit_examples_per_s": config.batch_size * args.steps / fit_seconds,
+        "loop_examples_per_s": config.batch_size * args.steps / loop_seconds,
+        "input_wait": sum(waits) / loop_seconds,
+        "ms_per_step": 1000 * float(np.mean(steps)),
+        "image_size": args.image_size,
+        "architecture": args.architecture,
+        "keras": keras.__version__,
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(run_worker(args)))
+        return 0
+    from _timing import print_table
+
+    rows = []
+    for backend in args.backends.split(","):
+        counts = [int(count) for count in args.devices.split(",")] if backend == "jax" else [1]
+        for devices in counts:
+            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+            if backend == "jax":
+                env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+            command = [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:]), "--worker", f"{backend}:{devices}"]
+            completed = subprocess.run(command, env=env, capture_output=True, text=True)
+            results = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+            if completed.returncode or not results:
+                print(f"{backend} on {devices} device(s) failed:\n{completed.stderr[-3000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(results[-1][len("RESULT ") :]))
+    for row in rows:
+        single = [r for r in rows if r["backend"] == row["backend"] and r["devices"] == 1]
+        if single:
+            row["scaling_efficiency"] = row["fit_examples_per_s"] / (row["devices"] * single[0]["fit_examples_per_s"])
+    if rows:
+        print_table(rows, COLUMNS)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(rows, file, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
