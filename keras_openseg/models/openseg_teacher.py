@@ -51,9 +51,10 @@ class OpenSegTeacher(OpenSegTask):
     The teacher is an `OpenSegBackbone` trained with the best-match dice loss L_S only (eq. 1) on data with
     segmentation masks (e.g. COCO panoptic). `pseudo_label` then turns its proposals on caption-only images
     into confident, de-duplicated masks, which train the student `OpenSegModel` as if they were labels: its
-    output is the student's `y = {"masks", "mask_valid"}`. The region head is carried but frozen while the teacher trains;
-    since the backbone class is the student's, `OpenSegModel(backbone=teacher.backbone)` or
-    `OpenSegModel.from_preset(teacher_preset)` starts the student from the teacher's mask branch.
+    output is the student's `y = {"masks", "mask_valid"}`. The region head is carried along but frozen while
+    the teacher trains (L_S gives it no gradient). Since the backbone class is the student's,
+    `OpenSegModel(backbone=teacher.backbone)` or `OpenSegModel.from_preset(teacher_preset)` starts the
+    student from the teacher's mask branch.
 
     Training batches: `x` = images `[B, H, W, 3]` (or a dict holding `images`), `y = {"masks" [B, M, H, W],
     "mask_valid" [B, M]}`; the loss is reported as the metric `dice_loss`.
@@ -69,10 +70,21 @@ class OpenSegTeacher(OpenSegTask):
     Example:
 
     ```python
-    teacher = keras_openseg.OpenSegTeacher(backbone, preprocessor)
-    teacher.fit(coco_masks_ds, epochs=1)
-    y = teacher.pseudo_label(images, max_masks=16)
-    student.fit({"images": images, "word_embeddings": words, "word_valid": valid}, y)
+    encoder = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[8], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 8, 8, 8],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block_vd",
+    )
+    backbone = OpenSegBackbone(encoder, num_queries=8, hidden_dim=16, embedding_dim=8, decoder_heads=2)
+    preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
+    teacher = OpenSegTeacher(backbone, preprocessor)
+    images = np.random.randint(0, 256, (2, 64, 64, 3)).astype("uint8")
+    masks = np.zeros((2, 1, 64, 64), "float32")
+    masks[:, 0, 16:48, 16:48] = 1.0
+    teacher.fit(images, {"masks": masks, "mask_valid": np.ones((2, 1), bool)}, epochs=1)
+    y = teacher.pseudo_label(images, max_masks=4)  # masks [2, 4, 64, 64], mask_valid [2, 4], scores [2, 4]
+    student = OpenSegModel(teacher.backbone, preprocessor)
+    words = {"word_embeddings": np.random.normal(size=(2, 3, 8)), "word_valid": np.ones((2, 3), bool)}
+    student.fit({"images": images, **words}, {"masks": y["masks"], "mask_valid": y["mask_valid"]}, epochs=1)
     ```
     """
 

