@@ -17,9 +17,9 @@ class FeatureHeadTest(TestCase):
         )
 
     def test_last_layer_is_linear_without_projection(self):
-        head = FeatureHead(filters=4, num_convs=1)
-        output = keras.ops.convert_to_numpy(head(np.random.default_rng(0).normal(size=(1, 5, 5, 3))))
-        self.assertEqual(output.shape, (1, 5, 5, 4))
+        head = FeatureHead(filters=4, num_convs=2)
+        output = keras.ops.convert_to_numpy(head(np.random.default_rng(0).normal(size=(2, 6, 6, 5))))
+        self.assertEqual(output.shape, (2, 6, 6, 4))
         self.assertLess(output.min(), 0.0)  # not cut by a ReLU: features dotted with queries need both signs
 
     def test_no_convs(self):

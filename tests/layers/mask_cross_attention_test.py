@@ -50,26 +50,31 @@ class MaskCrossAttentionBlockTest(TestCase):
     def test_layer_behaviors(self):
         self.run_layer_test(
             cls=MaskCrossAttentionBlock,
-            init_kwargs={"hidden_dim": 4, "num_heads": 2, "mlp_dim": 6, "dropout": 0.1, "self_attention": True},
+            init_kwargs={"hidden_dim": 4, "num_heads": 2, "mlp_dim": 6, "dropout": 0.1},
             input_data={"queries": keras.random.normal((2, 3, 4)), "features": keras.random.normal((2, 5, 5, 4))},
             expected_output_shape=(2, 3, 4),
-            # self- and cross-attention: 8 each; 3 LayerNorms: 6; MLP: 4.
-            expected_num_trainable_weights=26,
+            # cross-attention: 8; 2 LayerNorms: 4; MLP: 4. (Self-attention is checked against numpy below.)
+            expected_num_trainable_weights=16,
             expected_num_non_trainable_variables=1,  # the dropout seed
         )
+
+    def test_self_attention_serializes(self):
+        block = MaskCrossAttentionBlock(hidden_dim=4, num_heads=2, mlp_dim=6, self_attention=True)
+        self.run_serialization_test(block)
+        block.build((1, 2, 4), (1, 3, 3, 4))
+        self.assertLen(block.trainable_weights, 26)  # + self-attention 8, its LayerNorm 2
 
     def test_matches_numpy(self):
         rng = np.random.default_rng(0)
         queries = rng.normal(size=(2, 3, 8)).astype("float32")
         features = rng.normal(size=(2, 4, 5, 8)).astype("float32")
-        for self_attention in (False, True):
-            block = MaskCrossAttentionBlock(hidden_dim=8, num_heads=2, mlp_dim=12, self_attention=self_attention)
-            output = to_numpy(block(queries, features))
-            expected = numpy_block(block, queries.astype("float64"), features.astype("float64"))
-            self.assertAllClose(output, expected, atol=1e-4, rtol=1e-4)
-            # Flattened features [B, H*W, D] give the same result.
-            flat = to_numpy(block(queries, features.reshape(2, 20, 8)))
-            self.assertAllClose(flat, output, atol=1e-5, rtol=1e-5)
+        # With self-attention the block runs every branch: self-attention, cross-attention, MLP.
+        block = MaskCrossAttentionBlock(hidden_dim=8, num_heads=2, mlp_dim=12, self_attention=True)
+        output = to_numpy(block(queries, features.reshape(2, 20, 8)))
+        expected = numpy_block(block, queries.astype("float64"), features.astype("float64"))
+        self.assertAllClose(output, expected, atol=1e-4, rtol=1e-4)
+        # [B, H, W, D] features are flattened to the same [B, H*W, D] keys.
+        self.assertAllClose(to_numpy(block(queries, features)), output, atol=1e-5, rtol=1e-5)
 
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "num_heads"):

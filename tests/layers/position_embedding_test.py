@@ -57,13 +57,13 @@ class LearnedPositionEmbeddingTest(TestCase):
 
     def test_added_at_grid_size_and_resized_elsewhere(self):
         layer = LearnedPositionEmbedding(grid=(3, 4), initializer="random_normal")
-        zeros = np.zeros((2, 3, 4, 5), "float32")
+        zeros = np.zeros((2, 3, 4, 8), "float32")
         at_grid = keras.ops.convert_to_numpy(layer(zeros))
         table = keras.ops.convert_to_numpy(layer.position_table)
         self.assertAllClose(at_grid, np.broadcast_to(table, at_grid.shape))
-        features = np.random.default_rng(0).normal(size=(1, 7, 5, 5)).astype("float32")
+        features = np.random.default_rng(0).normal(size=(2, 5, 6, 8)).astype("float32")
         output = keras.ops.convert_to_numpy(layer(features))
-        self.assertAllClose(output, features + numpy_bilinear(table, (7, 5))[None], atol=1e-5, rtol=1e-5)
+        self.assertAllClose(output, features + numpy_bilinear(table, (5, 6))[None], atol=1e-5, rtol=1e-5)
 
     def test_serializes_custom_initializer(self):
         layer = LearnedPositionEmbedding(grid=(2, 2), initializer=keras.initializers.RandomNormal(stddev=0.3))

@@ -185,7 +185,7 @@ def test_wrapper_and_serialization():
     loss = GroundingLoss(temperature=0.1, group_size=2)
     expected = numpy_grounding_loss(regions, words, valid, 0.1, 2)
     y_true = {"word_embeddings": words, "word_valid": valid}
-    np.testing.assert_allclose(float(loss(y_true, regions)), expected, rtol=1e-4)
+    np.testing.assert_allclose(float(compiled(loss.__call__)(y_true, regions)), expected, rtol=1e-4)
     # A temperature among the predictions (the model's learnable one) wins over the constructor's.
     y_pred = {"region_embeddings": regions, "temperature": ops.convert_to_tensor(0.5)}
     with_temperature = compiled(lambda y_true, y_pred: loss(y_true, y_pred))(y_true, y_pred)
