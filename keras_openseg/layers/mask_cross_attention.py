@@ -71,7 +71,9 @@ class MaskCrossAttentionBlock(keras.layers.Layer):
             num_heads, key_dim, dtype=self.dtype_policy, name="cross_attention"
         )
         self.cross_attention_norm = norm("cross_attention_norm")
-        self.mlp_hidden = keras.layers.Dense(mlp_dim, activation=self.activation, dtype=self.dtype_policy, name="mlp_hidden")
+        self.mlp_hidden = keras.layers.Dense(
+            mlp_dim, activation=self.activation, dtype=self.dtype_policy, name="mlp_hidden"
+        )
         self.mlp_output = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy, name="mlp_output")
         self.mlp_norm = norm("mlp_norm")
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)

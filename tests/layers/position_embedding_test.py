@@ -35,9 +35,9 @@ def numpy_bilinear(x, size):
         y0, y1, fy = source(i, in_h, out_h)
         for j in range(out_w):
             x0, x1, fx = source(j, in_w, out_w)
-            out[i, j] = (
-                (1 - fy) * (1 - fx) * x[y0, x0] + (1 - fy) * fx * x[y0, x1] + fy * (1 - fx) * x[y1, x0] + fy * fx * x[y1, x1]
-            )
+            top = (1 - fx) * x[y0, x0] + fx * x[y0, x1]
+            bottom = (1 - fx) * x[y1, x0] + fx * x[y1, x1]
+            out[i, j] = (1 - fy) * top + fy * bottom
     return out
 
 

@@ -179,7 +179,11 @@ def test_padding_and_empty(matching):
     assert float(compiled_loss(matching)(pred, gt[:, :0])) == 0.0
 
 
-@given(seed=st.integers(0, 2**31 - 1), permutation=st.permutations(range(5)), matching=st.sampled_from(["max", "one_to_one"]))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    permutation=st.permutations(range(5)),
+    matching=st.sampled_from(["max", "one_to_one"]),
+)
 def test_permuting_predictions_leaves_loss_unchanged(seed, permutation, matching):
     pred, gt, valid = random_case(seed, batch_size=2, num_queries=5, num_labels=3, pred_size=(6, 6))
     loss = compiled_loss(matching)(pred, gt, valid)
@@ -237,12 +241,14 @@ def test_wrapper_and_serialization():
     logits = np.log(pred) - np.log1p(-pred)
     loss = BestMatchDiceLoss(from_logits=True, matching="one_to_one")
     expected = numpy_dice_loss(pred, gt, valid, matching="one_to_one")
-    np.testing.assert_allclose(float(compiled(loss.__call__)({"masks": gt, "mask_valid": valid}, logits)), expected, rtol=1e-4)
+    got = compiled(loss.__call__)({"masks": gt, "mask_valid": valid}, logits)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-4)
     revived = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(revived, BestMatchDiceLoss) and revived.get_config() == loss.get_config()
     plain = compiled(BestMatchDiceLoss().__call__)
     np.testing.assert_allclose(float(plain(gt, pred)), numpy_dice_loss(pred, gt), rtol=1e-5)
-    np.testing.assert_allclose(float(plain({"masks": gt}, {"mask_logits": logits})), numpy_dice_loss(pred, gt), rtol=1e-4)
+    from_dict = plain({"masks": gt}, {"mask_logits": logits})
+    np.testing.assert_allclose(float(from_dict), numpy_dice_loss(pred, gt), rtol=1e-4)
 
 
 class MaskLogitsModel(keras.Model):
@@ -269,7 +275,9 @@ class MaskLogitsModel(keras.Model):
 @pytest.mark.parametrize("matching", ["max", "one_to_one"])
 def test_gradients_reach_exactly_the_matched_queries(matching):
     batch_size, num_queries, size = 3, 4, 4
-    _, gt, valid = random_case(5, batch_size=batch_size, num_queries=num_queries, num_labels=3, pred_size=(size, size), gt_size=(2 * size, 2 * size))
+    _, gt, valid = random_case(
+        5, batch_size=batch_size, num_queries=num_queries, pred_size=(size, size), gt_size=(2 * size, 2 * size)
+    )
     valid[1] = False
     model = MaskLogitsModel(num_queries, size, BestMatchDiceLoss(from_logits=True, matching=matching))
     x = np.eye(batch_size, dtype="float32")
@@ -281,7 +289,8 @@ def test_gradients_reach_exactly_the_matched_queries(matching):
     assert np.isfinite(history.history["loss"][0]) and np.isfinite(after).all()
 
     pred = 1.0 / (1.0 + np.exp(-before.reshape(batch_size, num_queries, size, size)))
-    np.testing.assert_allclose(history.history["loss"][0], numpy_dice_loss(pred, gt, valid, matching=matching), rtol=1e-4)
+    expected = numpy_dice_loss(pred, gt, valid, matching=matching)
+    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-4)
     gt_small = numpy_area(gt, (size, size))
     for b in range(batch_size):
         matched = set()

@@ -246,7 +246,8 @@ def test_unknown_sizes_in_tf_graph():
     spec = [tf.TensorSpec((None, None, 6)), tf.TensorSpec((None, None, 6)), tf.TensorSpec((None, None), tf.bool)]
     sync = tf.function(grounding_loss, input_signature=spec)
     grouped = tf.function(functools.partial(grounding_loss, group_size=2), input_signature=spec)
-    np.testing.assert_allclose(float(sync(regions, words, valid)), numpy_grounding_loss(regions, words, valid), rtol=1e-4)
+    expected = numpy_grounding_loss(regions, words, valid)
+    np.testing.assert_allclose(float(sync(regions, words, valid)), expected, rtol=1e-4)
     np.testing.assert_allclose(
         float(grouped(regions, words, valid)), numpy_grounding_loss(regions, words, valid, group_size=2), rtol=1e-4
     )
