@@ -111,4 +111,54 @@ for sync in (True, False):
     with distribution.scope():
         loss, weights = evaluate_and_step(make_model(sync))
     result[f"distributed_{name}_loss"], result[f"distributed_{name}_weights"] = loss, weights
+
+
+def real_model_batch(size=32, num_masks=3):
+    """A batch of the OpenSegModel training contract (random images, words and square masks)."""
+    images = rng.uniform(0, 255, size=(GLOBAL_BATCH, size, size, 3)).astype("float32")
+    masks = np.zeros((GLOBAL_BATCH, num_masks, size, size), "float32")
+    for index in range(GLOBAL_BATCH):
+        for slot in range(num_masks):
+            top, left = rng.integers(0, size // 2, size=2)
+            masks[index, slot, top : top + size // 2, left : left + size // 2] = 1.0
+    inputs = {"images": images, "word_embeddings": x["word_embeddings"], "word_valid": x["word_valid"]}
+    return inputs, {"masks": masks, "mask_valid": np.ones((GLOBAL_BATCH, num_masks), "int32")}
+
+
+def real_model_step(sync, distribution=None):
+    """The losses of one SGD step of a tiny OpenSegModel built by the training recipe, and its weights after."""
+    from keras_openseg.training import TrainingConfig
+    from keras_openseg.training import build_model
+    from keras_openseg.training import configure_grounding_loss
+
+    config = TrainingConfig(batch_size=GLOBAL_BATCH, sync_loss=sync, image_size=32)
+    distribution = distribution or distribution_lib.Distribution("none")
+    keras.utils.set_random_seed(1)
+    with distribution.scope():
+        model = build_model(config, embedding_dim=EMBEDDING_DIM)
+        configure_grounding_loss(model, config, distribution)
+        if distribution.num_replicas == 1 and not sync:
+            model.group_size = per_replica  # the one-device reference of the unsync loss
+        # Batch statistics per replica would differ from one device's: keep the encoder's BN in inference mode.
+        model.backbone.image_encoder.trainable = False
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
+    inputs, targets = real_batch
+    history = model.fit(inputs, targets, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+    weights = [np.asarray(w) for w in model.get_weights()]
+    return {key: float(values[0]) for key, values in history.history.items()}, weights
+
+
+# The real model, where its compute_loss supports replicas (JAX always; TensorFlow once it uses
+# keras_openseg.distribution, see the model's `sync_grounding_loss`).
+from keras_openseg.models import OpenSegModel  # noqa: E402
+
+if BACKEND == "jax" or "sync_grounding_loss" in OpenSegModel.__init__.__code__.co_varnames:
+    # The unsync loss, where replicas and one device differ most (the sync loss is covered above).
+    real_batch = real_model_batch()
+    single_loss, single_weights = real_model_step(sync=False)
+    distributed_loss, distributed_weights = real_model_step(sync=False, distribution=distribution)
+    result["real_unsync_losses"] = [single_loss, distributed_loss]
+    result["real_unsync_max_weight_difference"] = max(
+        float(np.abs(a - b).max()) for a, b in zip(single_weights, distributed_weights)
+    )
 print("RESULT " + json.dumps(result))
