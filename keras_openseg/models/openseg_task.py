@@ -59,14 +59,16 @@ class OpenSegTask(OpenSegPresetMixin, Task):
     def __init__(self, backbone, preprocessor=None, **kwargs):
         if not isinstance(backbone, OpenSegBackbone):
             raise ValueError(f"`backbone` must be an `OpenSegBackbone`. Received: {type(backbone).__name__}")
+        # === Layers ===
+        # Set before the functional init, which takes the backbone's dtype policy (mixed_float16 then gets
+        # a loss-scaling optimizer from the default `compile`).
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
         # === Functional Model ===
         images = backbone.input
         outputs = backbone(images)
         super().__init__(inputs=images, outputs=outputs, **kwargs)
-
-        # === Layers ===
-        self.backbone = backbone
-        self.preprocessor = preprocessor
 
     def call(self, inputs, training=None, mask=None):
         return super().call(images_of(inputs), training=training, mask=mask)
