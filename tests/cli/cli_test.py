@@ -7,10 +7,11 @@ from keras_openseg import cli
 
 
 def test_help_lists_every_command(capsys):
-    assert cli.main([]) == 0
+    assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     for name in cli.COMMANDS:
         assert name in out
+    assert cli.main([]) == 2  # no command: the help, and a usage-error status
 
 
 def test_unknown_command_is_a_clear_error(capsys):
