@@ -12,17 +12,20 @@ from keras_hub.src.utils.preset_utils import load_json
 from keras_openseg.layers import Temperature
 from keras_openseg.losses import best_match_dice_loss
 from keras_openseg.losses import grounding_loss
+from keras_openseg.losses.dice_loss import MATCHINGS
 from keras_openseg.models.openseg_task import OpenSegTask
 from keras_openseg.models.openseg_task import check_labels
 from keras_openseg.models.segmentation_logits import ENSEMBLES
 from keras_openseg.models.segmentation_logits import pixel_logits
 from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
 from keras_openseg.models.segmentation_logits import segmentation_logits
+from keras_openseg.models.text_embedder import TextEmbedder
 
 # The text embedder is saved as its own keras_hub preset in this sub-folder of the model's preset, with a
 # manifest of its files so that hub handles (which serve single files) can fetch it too.
 TEXT_EMBEDDER_DIR = "text_embedder"
 TEXT_EMBEDDER_MANIFEST = "text_embedder_files.json"
+
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
 class OpenSegModel(OpenSegTask):
@@ -46,7 +49,8 @@ class OpenSegModel(OpenSegTask):
             `segment`. None means the inputs are already normalized. Defaults to `None`.
         text_embedder: object with `embed(texts, templates=None) -> [K, E]` and `embedding_dim` (e.g.
             `keras_openseg.models.TextEmbedder`) or None. Needed to segment with string queries. It is
-            frozen, not part of the trained weights, and not saved with the model. Defaults to `None`.
+            frozen and not part of the trained weights; `save_to_preset` stores a `TextEmbedder` in the
+            preset's `text_embedder/` folder. Defaults to `None`.
         alpha: float. Weight of the dice loss L_S in eq. (5). Defaults to `1.0`.
         temperature: float. Initial value of the learnable temperature tau. Defaults to `0.07`.
         min_temperature: float or None. Lower clip of tau. Defaults to `None`.
@@ -96,6 +100,10 @@ class OpenSegModel(OpenSegTask):
         dice_smooth=1.0,
         **kwargs,
     ):
+        if matching not in MATCHINGS:
+            raise ValueError(f"`matching` must be one of {MATCHINGS}. Received: matching={matching!r}")
+        if group_size is not None and (not isinstance(group_size, int) or group_size < 1):
+            raise ValueError(f"`group_size` must be a positive int or None. Received: group_size={group_size!r}")
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
         if text_embedder is not None:
             check_text_embedder(text_embedder, backbone.embedding_dim)
@@ -350,6 +358,9 @@ class OpenSegModel(OpenSegTask):
             max_shard_size: int or float or None. Largest weights shard in GB. Defaults to `10`.
         """
         super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        manifest = os.path.join(preset_dir, TEXT_EMBEDDER_MANIFEST)
+        if os.path.exists(manifest):  # from an earlier save into this directory
+            os.remove(manifest)
         if self.text_embedder is None:
             return
         if not hasattr(self.text_embedder, "save_to_preset"):
@@ -366,7 +377,7 @@ class OpenSegModel(OpenSegTask):
             for root, _, names in os.walk(directory)
             for name in names
         )
-        with open(os.path.join(preset_dir, TEXT_EMBEDDER_MANIFEST), "w") as file:
+        with open(manifest, "w") as file:
             json.dump(files, file, indent=2)
 
     @classmethod
@@ -385,8 +396,6 @@ class OpenSegModel(OpenSegTask):
         load_text_embedder = "text_embedder" not in kwargs
         model = super().from_preset(preset, load_weights=load_weights, **kwargs)
         if load_text_embedder and check_file_exists(preset, TEXT_EMBEDDER_MANIFEST):
-            from keras_openseg.models.text_embedder import TextEmbedder
-
             files = load_json(preset, TEXT_EMBEDDER_MANIFEST)
             local_paths = {name: get_file(preset, name) for name in files}
             config_name = f"{TEXT_EMBEDDER_DIR}/config.json"

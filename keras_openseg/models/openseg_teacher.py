@@ -3,6 +3,7 @@ import numpy as np
 from keras import ops
 
 from keras_openseg.losses import best_match_dice_loss
+from keras_openseg.losses.dice_loss import MATCHINGS
 from keras_openseg.models.mask_nms import mask_nms
 from keras_openseg.models.openseg_task import OpenSegTask
 from keras_openseg.models.openseg_task import check_labels
@@ -89,6 +90,8 @@ class OpenSegTeacher(OpenSegTask):
     """
 
     def __init__(self, backbone, preprocessor=None, matching="max", dice_smooth=1.0, **kwargs):
+        if matching not in MATCHINGS:
+            raise ValueError(f"`matching` must be one of {MATCHINGS}. Received: matching={matching!r}")
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
 
         # === Layers ===

@@ -184,7 +184,10 @@ class OpenSegPresetMixin:
         if name not in OPENSEG_ARCHITECTURES:
             raise ValueError(f"Unknown OpenSeg architecture {name!r}. Known: {sorted(OPENSEG_ARCHITECTURES)}.")
         entry = OPENSEG_ARCHITECTURES[name]
-        image_encoder = keras_hub.models.Backbone.from_preset(entry["image_encoder"], load_weights=load_weights)
+        # Dynamic spatial size: OpenSeg runs at any multiple of 32, whatever size the encoder was saved with.
+        image_encoder = keras_hub.models.Backbone.from_preset(
+            entry["image_encoder"], load_weights=load_weights, image_shape=(None, None, 3)
+        )
         encoder_converter = keras_hub.layers.ImageConverter.from_preset(entry["image_encoder"])
         image_converter = OpenSegImageConverter(scale=encoder_converter.scale, offset=encoder_converter.offset)
         backbone = OpenSegBackbone(image_encoder, **{**entry["backbone"], **backbone_kwargs})

@@ -21,6 +21,7 @@ from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreproce
 from tiny_openseg import EMBEDDING_DIM
 from tiny_openseg import OFFSET
 from tiny_openseg import SCALE
+from tiny_openseg import TINY_ENCODER
 from tiny_openseg import TINY_HEAD
 from tiny_openseg import FakeTextEmbedder
 from tiny_openseg import images
@@ -197,7 +198,8 @@ def test_named_architectures_are_listed_untrained():
 
 
 def test_from_architecture_composes_component_presets(tmp_path, monkeypatch):
-    encoder = tiny_encoder()
+    # An encoder saved for a fixed input size still gives a backbone for any size.
+    encoder = keras_hub.models.ResNetBackbone(**{**TINY_ENCODER, "image_shape": (64, 64, 3)})
     encoder.save_to_preset(str(tmp_path))
     keras_hub.layers.ResNetImageConverter(image_size=(224, 224), scale=[0.5, 0.25, 0.125], offset=-1.0).save_to_preset(
         str(tmp_path)
@@ -211,6 +213,7 @@ def test_from_architecture_composes_component_presets(tmp_path, monkeypatch):
     monkeypatch.setitem(OPENSEG_ARCHITECTURES, "openseg_tiny_test", entry)
     model = OpenSegModel.from_architecture("openseg_tiny_test", text_embedder=FakeTextEmbedder(), num_queries=3)
     assert model.backbone.num_queries == 3 and isinstance(model.text_embedder, FakeTextEmbedder)
+    assert tuple(model.backbone.input.shape) == (None, None, None, 3)
     converter = model.preprocessor.image_converter
     assert converter.image_size is None and converter.scale == [0.5, 0.25, 0.125] and converter.offset == -1.0
     for loaded, saved in zip(model.backbone.image_encoder.weights, encoder.weights):
