@@ -270,10 +270,13 @@ def configure_grounding_loss(model, config, distribution):
     model.group_size = group_size
     if hasattr(model, "sync_grounding_loss"):
         model.sync_grounding_loss = config.sync_loss
-    elif config.sync_loss and distribution.strategy is not None:
+    elif distribution.strategy is not None and distribution.num_replicas > 1:
+        # Such a compute_loss neither all-gathers for the sync loss nor divides by the number of replicas
+        # (Keras sums replica gradients), so training would silently differ from one device.
         raise ValueError(
-            "`sync_loss` under a tf.distribute strategy needs a model whose compute_loss all-gathers the "
-            "embeddings (keras_openseg.distribution.distributed_grounding_loss); this model has none."
+            "Training under a tf.distribute strategy needs a model whose compute_loss uses "
+            "keras_openseg.distribution (distributed_grounding_loss, scale_loss_for_replicas); this model's "
+            "does not. Use --distribution none, or the JAX backend with data_parallel."
         )
 
 

@@ -85,7 +85,19 @@ def test_teacher_pseudo_labels_student(shapes_data_dir, tmp_path):
     example = next(load_pseudo_labels(str(tmp_path / "pseudo")).as_numpy_iterator())
     assert example["masks"].shape[0] == 3 and "captions" in example
     # 3. The student mixes human and pseudo labels with equal probability.
-    config = tiny_config(shapes_data_dir, tmp_path / "student", pseudo_labels=(str(tmp_path / "pseudo"),), steps=2)
+    # It also tries the recipe's options: bfloat16 compute, a frozen image encoder, the sync loss.
+    config = tiny_config(
+        shapes_data_dir,
+        tmp_path / "student",
+        pseudo_labels=(str(tmp_path / "pseudo"),),
+        steps=2,
+        mixed_precision="bfloat16",
+        freeze_image_encoder=True,
+        sync_loss=True,
+    )
     student = train(config, extractor=WhitespaceExtractor(), table=random_word_table(), verbose=0)
     assert student.backbone.embedding_dim == 8
+    assert student.backbone.image_encoder.trainable is False
+    assert student.backbone.dtype_policy.name == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # restored after the run
     assert os.path.exists(tmp_path / "student" / "preset" / "task.weights.h5")
