@@ -158,7 +158,8 @@ def main(argv=None):
             env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
             if backend == "jax":
                 env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-            command = [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:]), "--worker", f"{backend}:{devices}"]
+            worker = ["--worker", f"{backend}:{devices}"]
+            command = [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:]), *worker]
             completed = subprocess.run(command, env=env, capture_output=True, text=True)
             results = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
             if completed.returncode or not results:

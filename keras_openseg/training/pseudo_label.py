@@ -144,14 +144,18 @@ def _complete_shards(output):
 def add_arguments(parser):
     """Adds the `pseudo-label` flags to an argparse parser."""
     parser.add_argument("--teacher", required=True, help="OpenSegTeacher preset (dir or handle)")
-    parser.add_argument("--dataset", required=True, help="tfds name of the caption-only images, e.g. localized_narratives/coco")
+    parser.add_argument(
+        "--dataset", required=True, help="tfds name of the caption-only images, e.g. localized_narratives/coco"
+    )
     parser.add_argument("--output", required=True, help="folder for the shards and the index")
     parser.add_argument("--split", default="train", help="split to label (default train)")
     parser.add_argument("--data-dir", default=None, help="tfds data directory")
     parser.add_argument("--image-size", type=int, default=640, help="long side of the stored images (default 640)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per teacher call (default 8)")
     parser.add_argument("--max-masks", type=int, default=32, help="mask slots per image (default 32)")
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="smallest score of a kept mask (default 0.5)")
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.5, help="smallest score of a kept mask (default 0.5)"
+    )
     parser.add_argument("--nms-iou", type=float, default=0.5, help="largest IoU with a better kept mask (default 0.5)")
     parser.add_argument("--shard-size", type=int, default=512, help="examples per shard (default 512)")
     parser.add_argument("--limit", type=int, default=None, help="label only the first N examples")
@@ -196,5 +200,5 @@ def run(args):
 
 
 if __name__ == "__main__":
-    parser = add_arguments(argparse.ArgumentParser(prog="keras-openseg pseudo-label", description=__doc__.splitlines()[0]))
-    sys.exit(run(parser.parse_args()))
+    parser = argparse.ArgumentParser(prog="keras-openseg pseudo-label", description=__doc__.splitlines()[0])
+    sys.exit(run(add_arguments(parser).parse_args()))

@@ -246,7 +246,8 @@ def build_model(config, embedding_dim, text_embedder=None):
         preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
         return task_cls(backbone, preprocessor, **task_kwargs)
     if config.architecture in task_cls.presets:
-        model = task_cls.from_architecture(config.architecture, **({} if config.teacher else {"text_embedder": text_embedder}))
+        text_kwargs = {} if config.teacher else {"text_embedder": text_embedder}
+        model = task_cls.from_architecture(config.architecture, **text_kwargs)
     else:
         model = task_cls.from_preset(config.architecture, **task_kwargs)
     if not config.teacher:

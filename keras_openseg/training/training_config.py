@@ -120,7 +120,8 @@ class TrainingConfig:
             raise ValueError(f"`distribution` must be one of {MODES}. Received: distribution={self.distribution!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
-                f"`mixed_precision` must be one of {MIXED_PRECISION}. Received: mixed_precision={self.mixed_precision!r}"
+                f"`mixed_precision` must be one of {MIXED_PRECISION}. "
+                f"Received: mixed_precision={self.mixed_precision!r}"
             )
         if not 0.0 < self.keep_prob <= 1.0:
             raise ValueError(f"`keep_prob` must be in (0, 1]. Received: keep_prob={self.keep_prob}")
@@ -163,7 +164,8 @@ class TrainingConfig:
     def from_dict(cls, config):
         unknown = sorted(set(config) - {field.name for field in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"Unknown TrainingConfig fields {unknown}; known: {[f.name for f in dataclasses.fields(cls)]}.")
+            known = [field.name for field in dataclasses.fields(cls)]
+            raise ValueError(f"Unknown TrainingConfig fields {unknown}; known: {known}.")
         return cls(**config)
 
     @classmethod
@@ -175,7 +177,9 @@ class TrainingConfig:
             try:
                 import yaml
             except ImportError:
-                raise ValueError(f"Reading {path} needs PyYAML (`pip install pyyaml`), or use a .json config.") from None
+                raise ValueError(
+                    f"Reading {path} needs PyYAML (`pip install pyyaml`), or use a .json config."
+                ) from None
             config = yaml.safe_load(text) or {}
         else:
             config = json.loads(text)

@@ -64,7 +64,9 @@ x = {
     "features": rng.normal(size=(GLOBAL_BATCH, NUM_FEATURES)).astype("float32"),
     "word_embeddings": rng.normal(size=(GLOBAL_BATCH, NUM_WORDS, EMBEDDING_DIM)).astype("float32"),
     # Every example keeps at least one word, and each replica the same number of valid examples.
-    "word_valid": (np.arange(NUM_WORDS)[None, :] < rng.integers(1, NUM_WORDS + 1, size=(GLOBAL_BATCH, 1))).astype("int32"),
+    "word_valid": (np.arange(NUM_WORDS)[None, :] < rng.integers(1, NUM_WORDS + 1, size=(GLOBAL_BATCH, 1))).astype(
+        "int32"
+    ),
 }
 initial_weights = [
     rng.normal(size=(NUM_FEATURES, NUM_REGIONS * EMBEDDING_DIM)).astype("float32") * 0.5,

@@ -47,7 +47,8 @@ class KillAtStep(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(shapes_data_dir, tmp_path):
     table = random_word_table()
-    uninterrupted = train(tiny_config(shapes_data_dir, tmp_path / "a"), extractor=WhitespaceExtractor(), table=table, verbose=0)
+    config = tiny_config(shapes_data_dir, tmp_path / "a")
+    uninterrupted = train(config, extractor=WhitespaceExtractor(), table=table, verbose=0)
 
     config = tiny_config(shapes_data_dir, tmp_path / "b")
     with pytest.raises(KeyboardInterrupt):  # killed mid-epoch, after the checkpoint of step 2

@@ -48,7 +48,8 @@ def test_checkpoints_restore_weights_and_optimizer_state(tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model = make_model()
     checkpoint = TrainingCheckpoint(str(tmp_path), every_steps=2)
-    model.fit(*data(nan_at=4), batch_size=1, epochs=1, steps_per_epoch=8, shuffle=False, callbacks=[checkpoint], verbose=0)
+    x, y = data(nan_at=4)
+    model.fit(x, y, batch_size=1, epochs=1, steps_per_epoch=8, shuffle=False, callbacks=[checkpoint], verbose=0)
     assert checkpoint.diverged_at == 5
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 5  # stopped at once
     with open(tmp_path / "checkpoint.json") as file:
