@@ -22,17 +22,19 @@ Outputs (a dict):
 
 Which backend exports which format (Keras' own exporters do the work):
 
-| format        | tensorflow               | jax                           | torch                                 |
-|---------------|--------------------------|-------------------------------|---------------------------------------|
-| `saved_model` | yes, any image size      | yes (jax2tf), any image size  | needs `torch_xla`; fixed size         |
-| `onnx`        | needs `tf2onnx`, `onnx`  | needs `jax2onnx`; fixed size  | needs `onnx`, `onnxscript`; fixed size|
-| `litert`      | yes; fixed size          | no                            | needs `litert-torch`; fixed size      |
-| `torch`       | no                       | no                            | yes (`.pt2`); fixed size              |
+| format        | tensorflow                  | jax                          | torch                          |
+|---------------|-----------------------------|------------------------------|--------------------------------|
+| `saved_model` | yes, any image size         | yes (jax2tf), any image size | needs `torch_xla`; fixed size  |
+| `onnx`        | needs `tf2onnx`; any size   | needs `jax2onnx`; fixed size | no (see below)                 |
+| `litert`      | yes; fixed size             | no                           | needs `litert-torch`; fixed size |
+| `torch`       | no                          | no                           | yes (`.pt2`); fixed size       |
 
 "fixed size" marks exporters that trace fixed shapes (LiteRT's builtin ops, `torch.export`, jax2onnx): they
-need an `image_size`. The batch size and the number of categories stay free everywhere.
-SavedModels were checked against the Keras model on tensorflow and jax, LiteRT on tensorflow and `.pt2` on
-torch (tests/export); the other cells follow Keras' exporters and need packages this project does not install.
+need an `image_size`. The batch size and the number of categories stay free everywhere. Checked against the
+Keras model (tests/export): SavedModel on tensorflow and jax, LiteRT on tensorflow, `.pt2` on torch, and ONNX
+on tensorflow (with tf2onnx, onnx and onnxruntime installed). ONNX from torch fails: with a free batch Keras
+uses the TorchScript exporter, which lacks `aten::ravel` (used by `keras.ops.take` on torch); export ONNX from
+the tensorflow backend (the preset loads on any backend).
 
 Example:
 
@@ -65,10 +67,11 @@ IMAGE_DTYPES = ("float32", "uint8")
 STRIDE = 32  # the backbone needs sides that are multiples of P5's stride
 MASK_STRIDE = 4  # masks and pixel embeddings live on the P2 grid
 
-# format -> backend -> python modules the Keras exporter imports (None: the backend cannot export it).
+# format -> backend -> python modules the Keras exporter imports (None: the pair does not export this model,
+# see the module docstring).
 _REQUIREMENTS = {
     "saved_model": {"tensorflow": (), "jax": (), "torch": ("torch_xla",)},
-    "onnx": {"tensorflow": ("tf2onnx", "onnx"), "jax": ("jax2onnx", "onnx"), "torch": ("onnx", "onnxscript")},
+    "onnx": {"tensorflow": ("tf2onnx", "onnx"), "jax": ("jax2onnx", "onnx"), "torch": None},
     "litert": {"tensorflow": (), "jax": None, "torch": ("litert_torch",)},
     "torch": {"tensorflow": None, "jax": None, "torch": ()},
 }
@@ -234,8 +237,8 @@ def check_format(format, backend=None):
     if requirements is None:
         able = [name for name, needs in _REQUIREMENTS[format].items() if needs is not None]
         raise ValueError(
-            f"Keras cannot export format={format!r} from the {backend} backend; it can from: {', '.join(able)}. "
-            f"Set KERAS_BACKEND to one of those (the preset loads on any backend)."
+            f"format={format!r} cannot be exported from the {backend} backend; it can from: {', '.join(able)}. "
+            "Set KERAS_BACKEND to one of those (the preset loads on any backend)."
         )
     missing = [module for module in requirements if importlib.util.find_spec(module) is None]
     if missing:

@@ -108,6 +108,8 @@ def test_errors(model):
         check_format("torch", backend="jax")
     with pytest.raises(ValueError, match="litert"):
         check_format("litert", backend="jax")
+    with pytest.raises(ValueError, match="can from: tensorflow, jax"):
+        check_format("onnx", backend="torch")
     if BACKEND == "tensorflow":
         with pytest.raises(ValueError, match="fixed `image_size`"):
             export_model(model, "unused.tflite", format="litert")
@@ -191,11 +193,14 @@ def test_onnx_matches_keras(model, tmp_path):
         pytest.skip("onnxruntime is not installed: cannot run the exported ONNX model")
     import onnxruntime
 
-    path = export_model(model, tmp_path / "model.onnx", format="onnx", image_size=64)
-    session = onnxruntime.InferenceSession(path)
-    images, text = _images((1, 64, 64, 3)).astype("float32"), _text(3)
+    free_size = BACKEND == "tensorflow"
+    path = export_model(model, tmp_path / "model.onnx", format="onnx", image_size=None if free_size else 64)
+    session = onnxruntime.InferenceSession(str(path))
     names = [node.name for node in session.get_outputs()]
-    feeds = {node.name: images if "image" in node.name else text for node in session.get_inputs()}
-    outputs = dict(zip(names, session.run(None, feeds)))
-    labels = next(value for name, value in outputs.items() if "labels" in name)
-    np.testing.assert_array_equal(labels, model.segment(images, text_embeddings=text)["labels"])
+    cases = (((2, 64, 64, 3), 3), ((1, 64, 64, 3), 1)) + ((((1, 40, 72, 3), 2),) if free_size else ())
+    for shape, categories in cases:
+        images, text = _images(shape).astype("float32"), _text(categories)
+        feeds = {node.name: images if "image" in node.name else text for node in session.get_inputs()}
+        outputs = dict(zip(names, session.run(None, feeds)))
+        labels = next(value for name, value in outputs.items() if "labels" in name)
+        np.testing.assert_array_equal(labels, model.segment(images, text_embeddings=text)["labels"])
