@@ -88,6 +88,11 @@ class MaskCrossAttentionBlock(keras.layers.Layer):
                 f"`features` must be [B, H*W, {self.hidden_dim}] or [B, H, W, {self.hidden_dim}] (hidden_dim). "
                 f"Received shape {tuple(features_shape)}."
             )
+        if None not in (queries_shape[0], features_shape[0]) and queries_shape[0] != features_shape[0]:
+            raise ValueError(
+                f"`queries` and `features` must have the same batch size. Received shapes {tuple(queries_shape)} "
+                f"and {tuple(features_shape)}."
+            )
 
     def build(self, queries_shape, features_shape):
         self._check_shapes(queries_shape, features_shape)

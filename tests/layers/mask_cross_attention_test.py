@@ -85,3 +85,5 @@ class MaskCrossAttentionBlockTest(TestCase):
             block(np.zeros((2, 3, 4)), np.zeros((2, 5, 5, 6)))
         with self.assertRaisesRegex(ValueError, "queries"):
             block(np.zeros((2, 4)), np.zeros((2, 5, 5, 4)))
+        with self.assertRaisesRegex(ValueError, "batch size"):
+            block(np.zeros((2, 3, 4)), np.zeros((3, 5, 5, 4)))
