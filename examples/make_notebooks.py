@@ -72,7 +72,7 @@ def quickstart():
             new_code_cell(
                 """\
 from keras_openseg.models import OpenSegModel
-from keras_openseg.models.text_embedder import TextEmbedder
+from keras_openseg.models import TextEmbedder
 from keras_openseg.training import TrainingConfig
 from keras_openseg.training import build_model
 
@@ -254,7 +254,7 @@ print(DATASET, SPLIT, len(metadata["class_names"]), "classes:", list(metadata["c
             new_code_cell(
                 """\
 from keras_openseg.models import OpenSegModel
-from keras_openseg.models.text_embedder import TextEmbedder
+from keras_openseg.models import TextEmbedder
 from keras_openseg.training import TrainingConfig
 from keras_openseg.training import build_model
 
@@ -366,7 +366,7 @@ from keras_openseg.models import OpenSegBackbone
 from keras_openseg.models import OpenSegImageConverter
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegPreprocessor
-from keras_openseg.models.text_embedder import TextEmbedder
+from keras_openseg.models import TextEmbedder
 
 text_embedder = TextEmbedder.from_preset(TEXT_ENCODER)
 image_encoder = keras_hub.models.ResNetBackbone(

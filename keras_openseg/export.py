@@ -22,19 +22,20 @@ Outputs (a dict):
 
 Which backend exports which format (Keras' own exporters do the work):
 
-| format        | tensorflow                  | jax                          | torch                          |
-|---------------|-----------------------------|------------------------------|--------------------------------|
-| `saved_model` | yes, any image size         | yes (jax2tf), any image size | needs `torch_xla`; fixed size  |
-| `onnx`        | needs `tf2onnx`; any size   | needs `jax2onnx`; fixed size | no (see below)                 |
-| `litert`      | yes; fixed size             | no                           | needs `litert-torch`; fixed size |
-| `torch`       | no                          | no                           | yes (`.pt2`); fixed size       |
+| format        | tensorflow                  | jax                          | torch                            |
+|---------------|-----------------------------|------------------------------|----------------------------------|
+| `saved_model` | yes, any image size         | yes (jax2tf), any image size | `torch_xla`, fixed size; untested|
+| `onnx`        | needs `tf2onnx`; any size   | no (see below)               | no (see below)                   |
+| `litert`      | yes; fixed size             | no (Keras has no exporter)   | `litert-torch`, fixed size; untested |
+| `torch`       | no                          | no                           | yes (`.pt2`); fixed size         |
 
-"fixed size" marks exporters that trace fixed shapes (LiteRT's builtin ops, `torch.export`, jax2onnx): they
-need an `image_size`. The batch size and the number of categories stay free everywhere. Checked against the
-Keras model (tests/export): SavedModel on tensorflow and jax, LiteRT on tensorflow, `.pt2` on torch, and ONNX
-on tensorflow (with tf2onnx, onnx and onnxruntime installed). ONNX from torch fails: with a free batch Keras
-uses the TorchScript exporter, which lacks `aten::ravel` (used by `keras.ops.take` on torch); export ONNX from
-the tensorflow backend (the preset loads on any backend).
+"fixed size" marks exporters that trace fixed shapes (LiteRT's builtin ops, `torch.export`): they need an
+`image_size`. The batch size and the number of categories stay free everywhere. Checked against the Keras
+model (tests/export): SavedModel on tensorflow and jax, LiteRT on tensorflow, `.pt2` on torch, and ONNX on
+tensorflow (with tf2onnx, onnx and onnxruntime installed). Export ONNX from the tensorflow backend (a preset
+loads on any backend): from jax, jax2onnx 0.17 patches `jnp.arange` into a version that rejects the
+`stop=None` Keras passes; from torch, Keras uses the TorchScript exporter for a free batch size, and it lacks
+`aten::ravel` (used by `keras.ops.take` on torch).
 
 Example:
 
@@ -71,7 +72,7 @@ MASK_STRIDE = 4  # masks and pixel embeddings live on the P2 grid
 # see the module docstring).
 _REQUIREMENTS = {
     "saved_model": {"tensorflow": (), "jax": (), "torch": ("torch_xla",)},
-    "onnx": {"tensorflow": ("tf2onnx", "onnx"), "jax": ("jax2onnx", "onnx"), "torch": None},
+    "onnx": {"tensorflow": ("tf2onnx", "onnx"), "jax": None, "torch": None},
     "litert": {"tensorflow": (), "jax": None, "torch": ("litert_torch",)},
     "torch": {"tensorflow": None, "jax": None, "torch": ()},
 }
