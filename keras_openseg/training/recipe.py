@@ -170,10 +170,14 @@ def _fit(model, dataset, config, distribution, initial_step, callbacks, verbose)
             verbose=verbose,
         )
     if checkpoint.diverged_at is not None:
+        kept = (
+            f"The last good checkpoint (step {checkpoint.saved_step}) is kept in {checkpoint.directory}"
+            if checkpoint.saved_step
+            else "No checkpoint had been written yet"
+        )
         raise FloatingPointError(
-            f"The training loss became NaN or infinite at step {checkpoint.diverged_at}; training stopped. The "
-            f"last good checkpoint (step {checkpoint.saved_step}) is kept in {checkpoint.directory}. Lower "
-            "--learning-rate or set --clip-norm, then continue with --resume."
+            f"The training loss became NaN or infinite at step {checkpoint.diverged_at}; training stopped. {kept}. "
+            "Lower --learning-rate or set --clip-norm, then continue with --resume."
         )
     if distribution.is_chief:
         model.save_to_preset(os.path.join(config.output, "preset"))

@@ -62,3 +62,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="every_steps"):
         TrainingCheckpoint("x", every_steps=0)
+
+
+def test_the_recipe_reports_divergence_and_keeps_the_checkpoint(tmp_path):
+    import tensorflow as tf
+
+    from keras_openseg.distribution import Distribution
+    from keras_openseg.training import TrainingConfig
+    from keras_openseg.training.recipe import _fit
+
+    model = make_model()
+    x, y = data(nan_at=4)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(1).repeat()
+    config = TrainingConfig(steps=8, checkpoint_every=2, output=str(tmp_path))
+    with pytest.raises(FloatingPointError, match=r"NaN or infinite at step 5.*good checkpoint \(step 4\)"):
+        _fit(model, dataset, config, Distribution("none"), initial_step=0, callbacks=(), verbose=0)
+    assert TrainingCheckpoint.latest_step(str(tmp_path / "checkpoints")) == 4
+    assert not os.path.exists(tmp_path / "preset")
