@@ -86,14 +86,14 @@ class Distribution:
             )
         self.multi_host = bool(multi_host)
         if self.multi_host and self.backend == "jax":
-            keras.distribution.initialize()
+            _initialize_multi_host()
 
         self.mode = self._resolve_mode(mode)
         allowed = BACKEND_MODES[self.backend]
         if self.mode not in allowed:
-            hint = " Keras runs PyTorch on a single device; use JAX or TensorFlow for several." if (
-                self.backend == "torch"
-            ) else ""
+            hint = ""
+            if self.backend == "torch":
+                hint = " Keras runs PyTorch on a single device; use JAX or TensorFlow for several."
             raise ValueError(
                 f"`mode`={self.mode!r} is not available on the {self.backend} backend; choose one of "
                 f"{('auto',) + allowed}.{hint}"
@@ -165,6 +165,16 @@ class Distribution:
 
     def __repr__(self):
         return f"<Distribution mode={self.mode!r} backend={self.backend!r} replicas={self.num_replicas}>"
+
+
+_MULTI_HOST_INITIALIZED = []
+
+
+def _initialize_multi_host():
+    """`keras.distribution.initialize()` once per process (JAX refuses a second call)."""
+    if not _MULTI_HOST_INITIALIZED:
+        keras.distribution.initialize()
+        _MULTI_HOST_INITIALIZED.append(True)
 
 
 def _tf_replica_devices():
