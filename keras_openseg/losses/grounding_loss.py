@@ -39,7 +39,92 @@ def _check_inputs(region_embeddings, word_embeddings, word_valid):
         )
 
 
-def grounding_scores(region_embeddings, word_embeddings, word_valid, temperature):
+# Scores of at most this many (image, caption, region, word) similarities are held at once. The loss has
+# B^2 N K of them: 2^31 (34 GB with the gradient's buffers) for a global batch of 1024 with N=128, K=16.
+# Above this budget the captions are taken in blocks, one after the other, and the backward pass recomputes
+# each block's similarities instead of keeping them, so memory stays near one block's whatever B is.
+_BLOCK_SIMILARITIES = 2**24
+
+
+def caption_block_size(num_groups, group_size, num_regions, num_words, budget=None):
+    """Captions per block of `grounding_scores`: all of them when one block fits the budget, else fewer.
+
+    `budget` is the number of similarities a block may hold (None: `_BLOCK_SIMILARITIES`). Sizes that are
+    unknown while tracing (None) give one block: the whole group.
+    """
+    budget = _BLOCK_SIMILARITIES if budget is None else budget
+    sizes = (num_groups, group_size, num_regions, num_words)
+    if any(not isinstance(size, int) for size in sizes):
+        return group_size
+    per_caption = num_groups * group_size * num_regions * num_words
+    return max(1, min(group_size, budget // max(per_caption, 1)))
+
+
+def _block_scores(region_embeddings, word_embeddings, word_valid, temperature):
+    """G for all images against one block of captions: `[G, a, N, D]` x `[G, c, K, D]` -> `[G, a, c]`."""
+    similarity = ops.einsum("gand,gckd->gacnk", region_embeddings, word_embeddings)
+    # Softmax over the regions i of image a: each word picks the regions that ground it.
+    attention = ops.softmax(similarity / temperature, axis=3)
+    word_scores = ops.sum(attention * similarity, axis=3)  # [G, a, c, K]
+    word_count = ops.sum(word_valid, axis=-1)  # [G, c]
+    return ops.sum(word_scores * word_valid[:, None], axis=-1) / ops.maximum(word_count, 1.0)[:, None, :]
+
+
+@ops.custom_gradient
+def _blockwise_scores(region_embeddings, word_blocks, valid_blocks, temperature):
+    """`_block_scores` over caption blocks `[num_blocks, G, c, ...]`, one block after the other in both passes.
+
+    The gradient is written out, so that nothing of a block outlives its loop iteration: with
+    p = softmax_i(s / tau) and f_j = sum_i p_i s_i, d f_j / d s_i = p_i (1 + (s_i - f_j) / tau) and
+    d f_j / d tau = -sum_i p_i s_i (s_i - f_j) / tau^2.
+    """
+    num_blocks, num_groups, block_size = word_blocks.shape[:3]
+    num_images = region_embeddings.shape[1]
+
+    def forward_block(index, scores):
+        block = _block_scores(
+            region_embeddings, ops.take(word_blocks, index, axis=0), ops.take(valid_blocks, index, axis=0), temperature
+        )
+        return ops.slice_update(scores, (index, 0, 0, 0), block[None])
+
+    scores = ops.fori_loop(
+        0, num_blocks, forward_block, ops.zeros((num_blocks, num_groups, num_images, block_size), "float32")
+    )
+
+    def gradient(*args, upstream=None):
+        if upstream is None:  # JAX and TensorFlow pass the upstream gradient alone, torch by keyword
+            (upstream,) = args
+
+        def backward_block(index, gradients):
+            region_gradient, word_gradients, temperature_gradient = gradients
+            word_embeddings = ops.take(word_blocks, index, axis=0)
+            word_valid = ops.take(valid_blocks, index, axis=0)
+            similarity = ops.einsum("gand,gckd->gacnk", region_embeddings, word_embeddings)
+            attention = ops.softmax(similarity / temperature, axis=3)
+            word_scores = ops.sum(attention * similarity, axis=3, keepdims=True)  # f: [G, a, c, 1, K]
+            # d G[a, c] / d f[a, c, j] = valid[c, j] / count[c]
+            word_count = ops.maximum(ops.sum(word_valid, axis=-1), 1.0)  # [G, c]
+            score_gradient = ops.take(upstream, index, axis=0)  # [G, a, c]
+            f_gradient = score_gradient[:, :, :, None] * word_valid[:, None] / word_count[:, None, :, None]
+            weighted = f_gradient[:, :, :, None, :] * attention  # [G, a, c, N, K]
+            centered = similarity - word_scores
+            similarity_gradient = weighted * (1.0 + centered / temperature)
+            region_gradient = region_gradient + ops.einsum(
+                "gacnk,gckd->gand", similarity_gradient, word_embeddings
+            )
+            block_word_gradient = ops.einsum("gacnk,gand->gckd", similarity_gradient, region_embeddings)
+            word_gradients = ops.slice_update(word_gradients, (index, 0, 0, 0, 0), block_word_gradient[None])
+            temperature_gradient = temperature_gradient - ops.sum(weighted * similarity * centered) / temperature**2
+            return region_gradient, word_gradients, temperature_gradient
+
+        init = (ops.zeros_like(region_embeddings), ops.zeros_like(word_blocks), ops.zeros((), "float32"))
+        region_gradient, word_gradients, temperature_gradient = ops.fori_loop(0, num_blocks, backward_block, init)
+        return region_gradient, word_gradients, ops.zeros_like(valid_blocks), temperature_gradient
+
+    return scores, gradient
+
+
+def grounding_scores(region_embeddings, word_embeddings, word_valid, temperature, block_size=None):
     """Grounding score G(I_a, C_c) of every image with every caption of the same batch (OpenSeg eq. 2).
 
     Args:
@@ -47,17 +132,30 @@ def grounding_scores(region_embeddings, word_embeddings, word_valid, temperature
         word_embeddings: `[G, B, K, D]` float32, L2-normalized.
         word_valid: `[G, B, K]` float32 0/1.
         temperature: float32 scalar.
+        block_size: int or None. Captions per block (see `caption_block_size`); None picks it from the
+            shapes. Defaults to `None`.
 
     Returns:
         `[G, B, B]` float32, `[g, a, c]` = mean over the valid words j of caption c of
         `sum_i softmax_i(<z_ai, w_cj> / tau) <z_ai, w_cj>`; 0 for captions without a valid word.
     """
-    similarity = ops.einsum("gand,gckd->gacnk", region_embeddings, word_embeddings)
-    # Softmax over the regions i of image a: each word picks the regions that ground it.
-    attention = ops.softmax(similarity / temperature, axis=3)
-    word_scores = ops.sum(attention * similarity, axis=3)  # [G, a, c, K]
-    word_count = ops.sum(word_valid, axis=-1)  # [G, c]
-    return ops.sum(word_scores * word_valid[:, None], axis=-1) / ops.maximum(word_count, 1.0)[:, None, :]
+    num_groups, group_size, num_regions, _ = region_embeddings.shape
+    if block_size is None:
+        block_size = caption_block_size(num_groups, group_size, num_regions, word_embeddings.shape[2])
+    if not isinstance(group_size, int) or block_size >= group_size:
+        return _block_scores(region_embeddings, word_embeddings, word_valid, temperature)
+    num_blocks = -(-group_size // block_size)
+    padding = num_blocks * block_size - group_size
+
+    def blocks(x):  # [G, B, ...] -> [num_blocks, G, block_size, ...]; padded captions have no valid word
+        if padding:
+            x = ops.pad(x, [(0, 0), (0, padding)] + [(0, 0)] * (len(x.shape) - 2))
+        x = ops.reshape(x, (num_groups, num_blocks, block_size) + tuple(x.shape[2:]))
+        return ops.moveaxis(x, 1, 0)
+
+    scores = _blockwise_scores(region_embeddings, blocks(word_embeddings), blocks(word_valid), temperature)
+    scores = ops.reshape(ops.moveaxis(scores, 0, 2), (num_groups, group_size, num_blocks * block_size))
+    return scores[:, :, :group_size]
 
 
 def grounding_loss(region_embeddings, word_embeddings, word_valid=None, temperature=0.07, group_size=None):
