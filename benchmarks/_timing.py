@@ -1,9 +1,12 @@
-"""Timing helpers shared by the benchmarks: best-of timing, the machine's matmul peak, FLOP counts.
+"""Timing helpers shared by the benchmarks: compiled forward passes, interleaved timing, the machine's matmul
+peak, XLA cost and memory analysis, per-backend worker processes and tables.
 
-Absolute times drift on shared machines, so every benchmark reports ratios measured in one process:
-achieved FLOP/s over the matmul peak measured seconds earlier by the same backend.
+Absolute times drift on shared machines, so every benchmark reports ratios measured in one process: achieved
+FLOP/s over the matmul peak measured by the same backend in the same run, and the times of the programs it
+compares taken in turns (round-robin), so a load spike slows all of them alike.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -18,95 +21,311 @@ def backend():
     return keras.backend.backend()
 
 
-def block(x):
-    """Waits for asynchronous backends (JAX dispatch, torch) so the clock measures the work."""
-    import keras
+def on_accelerator():
+    """Whether the current backend computes on a GPU/TPU (by default placement) rather than the CPU."""
+    name = backend()
+    if name == "jax":
+        import jax
 
-    if keras.backend.backend() == "jax":
+        return jax.default_backend() != "cpu"
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device_description():
+    """A short description of the device the current backend computes on."""
+    name = backend()
+    if name == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"jax:{device.platform}:{getattr(device, 'device_kind', '')} x{jax.device_count()}"
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            return f"tensorflow:gpu:{details.get('device_name', '')} x{len(gpus)}"
+        return f"tensorflow:cpu x{os.cpu_count()}"
+    import torch
+
+    if torch.cuda.is_available():
+        return f"torch:cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"torch:cpu threads={torch.get_num_threads()}"
+
+
+def sync(x=None):
+    """Waits until the work queued by the backend (JAX dispatch, CUDA streams) is done, so clocks measure it."""
+    name = backend()
+    if name == "jax":
         import jax
 
         jax.block_until_ready(x)
+    elif name == "tensorflow":
+        if on_accelerator():
+            import tensorflow as tf
+
+            tf.test.experimental.sync_devices()
+    else:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
     return x
 
 
-def median_seconds(fn, repeats=5, warmup=2):
-    """Median wall time of `fn()` after `warmup` untimed calls (compilation happens there)."""
-    for _ in range(warmup):
-        block(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        block(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def to_device(tree):
+    """numpy leaves -> backend tensors on the default device (so timed calls copy nothing from the host)."""
+    import keras
+
+    return keras.tree.map_structure(keras.ops.convert_to_tensor, tree)
 
 
-def matmul_peak_gflops(n=2048, repeats=7, dtype="float32"):
-    """Best float32 matmul GFLOP/s of the current backend on this machine (compiled where it can be)."""
+def compiled_forward(model):
+    """The inference call `model(x, training=False)` as the backend's compiled program.
+
+    JAX: `jax.jit` of the stateless call (the variables are arguments, not constants). TensorFlow:
+    `tf.function(jit_compile=True)` (XLA). PyTorch: eager under `no_grad` (what Keras runs on torch by default).
+    The outputs stay on the device; call `sync` before reading a clock.
+    """
     name = backend()
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-    b = np.random.default_rng(1).standard_normal((n, n)).astype(dtype)
+    if name == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def forward(trainable, non_trainable, x):
+            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        run = lambda x: forward(trainable, non_trainable, x)  # noqa: E731
+        run.lower = lambda x: forward.lower(trainable, non_trainable, x)
+        return run
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda x: model(x, training=False), jit_compile=True, reduce_retracing=True)
+    import torch
+
+    def run(x):
+        with torch.no_grad():
+            return model(x, training=False)
+
+    return run
+
+
+def xla_analysis(lowered):
+    """FLOPs and memory of a lowered JAX program (`jax.jit(f).lower(...)`) from XLA's own analyses.
+
+    Returns a dict with `flops` (XLA's cost analysis: 2 per multiply-add, 1 per elementwise op),
+    `temp_bytes` (the scratch memory XLA assigns besides arguments and outputs), `argument_bytes`,
+    `output_bytes` and `peak_bytes` (their sum, an upper bound of what the program holds at once).
+    """
+    compiled = lowered.compile()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    result = {"flops": float(cost.get("flops", 0.0))}
+    memory = compiled.memory_analysis()
+    if memory is not None:
+        result["temp_bytes"] = int(memory.temp_size_in_bytes)
+        result["argument_bytes"] = int(memory.argument_size_in_bytes)
+        result["output_bytes"] = int(memory.output_size_in_bytes)
+        result["peak_bytes"] = result["temp_bytes"] + result["argument_bytes"] + result["output_bytes"]
+    return result
+
+
+def jax_train_step_analysis(model, x, y):
+    """XLA analysis of one compiled training step of a compiled Keras model (JAX backend)."""
+    import jax
+
+    state = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in model.optimizer.variables],
+        [v.value for v in model.metrics_variables],
+    )
+    step = jax.jit(lambda state, data: type(model).train_step(model, state, data))
+    return xla_analysis(step.lower(state, (x, y)))
+
+
+class PeakMemory:
+    """Peak memory of the work between `reset()` and `peak_bytes()`, above the level at `reset()`.
+
+    CPU: the process's peak resident set (Linux `VmHWM`, reset through `/proc/self/clear_refs`). GPU: the
+    framework's allocator peak (TensorFlow `get_memory_info`, `torch.cuda.max_memory_allocated`; JAX has no
+    reset, so use `xla_analysis` there). `peak_bytes()` is None where neither is available.
+    """
+
+    def __init__(self):
+        self.accelerator = on_accelerator()
+        self.name = backend()
+
+    def _read(self):
+        if self.accelerator:
+            if self.name == "tensorflow":
+                import tensorflow as tf
+
+                info = tf.config.experimental.get_memory_info("GPU:0")
+                return info["current"], info["peak"]
+            if self.name == "torch":
+                import torch
+
+                return torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
+            return None
+        try:
+            fields = {}
+            with open("/proc/self/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    fields[key] = value
+            return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def reset(self):
+        if self.accelerator:
+            if self.name == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.experimental.reset_memory_stats("GPU:0")
+            elif self.name == "torch":
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM to the current resident set
+            except OSError:
+                pass
+        reading = self._read()
+        self.base = None if reading is None else reading[0]
+
+    def peak_bytes(self):
+        reading = self._read()
+        if reading is None or self.base is None:
+            return None
+        return max(0, reading[1] - self.base)
+
+
+def interleaved_seconds(fns, repeats=5, warmup=1):
+    """Wall times of each `fns[name]()`, the calls taken in turns so load drifts hit all of them alike.
+
+    Each fn is called `warmup` times first (compilation and autotuning happen there). Returns
+    `{name: {"median": s, "min": s, "times": [...]}}`. On a shared machine the minimum is the stable figure
+    (the run least disturbed by others); the benchmarks report it, and keep every time in their JSON.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            sync(fn())
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            sync(fn())
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: {"median": float(np.median(t)), "min": float(np.min(t)), "times": [float(v) for v in t]}
+        for name, t in times.items()
+    }
+
+
+def matmul_peak_gflops(dtype="float32", n=None, repeats=7):
+    """Best GFLOP/s of an `n x n` matmul in `dtype` on the current backend and device, compiled where it can be.
+
+    `n` defaults to 2048 on a CPU and 8192 on an accelerator (big enough to saturate either). The precision
+    is the backend's default for that dtype (e.g. TF32 for float32 on recent NVIDIA GPUs under JAX and
+    TensorFlow), the same the model's convolutions and matmuls get.
+    """
+    name = backend()
+    accelerator = on_accelerator()
+    n = n or (8192 if accelerator else 2048)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype("float32")
+    b = rng.standard_normal((n, n)).astype("float32")
     if name == "jax":
         import jax
         import jax.numpy as jnp
 
         fn = jax.jit(jnp.matmul)
-        xa, xb = jnp.asarray(a), jnp.asarray(b)
+        xa, xb = jnp.asarray(a, dtype), jnp.asarray(b, dtype)
         run = lambda: fn(xa, xb)  # noqa: E731
     elif name == "tensorflow":
         import tensorflow as tf
 
         fn = tf.function(tf.matmul, jit_compile=True)
-        xa, xb = tf.constant(a), tf.constant(b)
-        run = lambda: fn(xa, xb).numpy()  # noqa: E731
+        xa, xb = tf.cast(tf.constant(a), dtype), tf.cast(tf.constant(b), dtype)
+        if accelerator:
+            run = lambda: fn(xa, xb)  # noqa: E731
+        else:
+            run = lambda: fn(xa, xb).numpy()  # noqa: E731
     else:
         import torch
 
-        xa, xb = torch.from_numpy(a), torch.from_numpy(b)
+        device = "cuda" if accelerator else "cpu"
+        torch_dtype = getattr(torch, dtype)
+        xa = torch.from_numpy(a).to(device=device, dtype=torch_dtype)
+        xb = torch.from_numpy(b).to(device=device, dtype=torch_dtype)
         run = lambda: torch.matmul(xa, xb)  # noqa: E731
     for _ in range(2):
-        block(run())
+        sync(run())
     best = min(_timed(run) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
 
 
 def _timed(fn):
     start = time.perf_counter()
-    block(fn())
+    sync(fn())
     return time.perf_counter() - start
 
 
-def jax_flops(model, inputs):
-    """FLOPs of one inference call from XLA's cost analysis of the compiled program (JAX backend only)."""
-    import jax
+def set_dtype(dtype):
+    """Sets Keras' global dtype policy: `float32`, or mixed precision for `bfloat16` / `float16`."""
+    import keras
 
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-
-    def forward(trainable, non_trainable, inputs):
-        outputs, _ = model.stateless_call(trainable, non_trainable, inputs, training=False)
-        return outputs
-
-    cost = jax.jit(forward).lower(trainable, non_trainable, inputs).compile().cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0]
-    return float(cost["flops"])
+    keras.config.set_dtype_policy("float32" if dtype == "float32" else f"mixed_{dtype}")
 
 
-def run_in_backend(backend_name, script, args, env=None, timeout=3600):
-    """Runs `script args` in a fresh interpreter with KERAS_BACKEND set; returns its stdout."""
+def load_average():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def run_in_backend(backend_name, script, args, env=None, timeout=7200):
+    """Runs `script args` in a fresh interpreter with KERAS_BACKEND set; returns the JSON it printed last.
+
+    The worker prints `RESULT <json>` as its last line. stderr goes to this process's stderr when `verbose`.
+    """
     full_env = dict(os.environ, KERAS_BACKEND=backend_name, TF_CPP_MIN_LOG_LEVEL="3")
     full_env.update(env or {})
     result = subprocess.run(
         [sys.executable, script, *args], env=full_env, capture_output=True, text=True, timeout=timeout
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"{script} on {backend_name} failed:\n{result.stderr[-4000:]}")
-    return result.stdout
+    if result.returncode != 0 or "RESULT " not in result.stdout:
+        raise RuntimeError(f"{os.path.basename(script)} on {backend_name} failed:\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout.rsplit("RESULT ", 1)[1])
+
+
+def backend_available(backend_name):
+    """Whether the backend's framework can be imported here (checked in a subprocess, nothing imported here)."""
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend_name]
+    check = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    return check.returncode == 0
 
 
 def print_table(rows, columns):
     """Prints rows (dicts) as an aligned text table with the given columns."""
+
     def fmt(value):
         if isinstance(value, float):
             return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
@@ -118,3 +337,4 @@ def print_table(rows, columns):
     print("  ".join("-" * w for w in widths))
     for r in cells:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    sys.stdout.flush()
