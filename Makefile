@@ -40,9 +40,13 @@ demo: install-demo
 demo-quick: install-demo
 	$(VENV)/bin/keras-openseg demo --quick --output demo_output
 
+# The quick settings of every benchmark (minutes); see benchmarks/README.md for the full runs.
 benchmarks: install-test
-	$(PY) benchmarks/throughput.py --config tiny
+	$(PY) benchmarks/throughput.py --configs tiny
 	$(PY) benchmarks/components.py
+	$(PY) benchmarks/input_pipeline.py
+	$(PY) benchmarks/caption_words.py --num-captions 5000
+	$(PY) benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
