@@ -108,10 +108,10 @@ SETTINGS = {
     "full": DemoSettings(
         dataset="openseg_shapes/default",
         architecture="demo",
-        image_size=128,
+        image_size=96,  # the 128 px images, trained and evaluated at 96 px: 1.8x cheaper steps
         batch_size=16,
         teacher_steps=300,
-        student_steps=600,
+        student_steps=1200,
         learning_rate=0.02,
         keep_prob=0.3,
         human_percent=50,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from keras_openseg import demo
+from keras_openseg.losses import grounding_loss
 
 
 def _parse(argv):
@@ -23,15 +24,20 @@ def test_arguments_default_to_the_full_demo_in_demo_output():
 
 
 def test_per_pixel_baseline_grounds_words_in_pixels():
-    backbone, preprocessor, matching = demo.build_demo_backbone(demo.SETTINGS["quick"], embedding_dim=8)
-    model = demo.PerPixelGroundingModel(backbone, preprocessor, matching=matching)
-    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
-    x = {"images": images, "word_embeddings": np.ones((2, 3, 8), "float32"), "word_valid": np.ones((2, 3), bool)}
+    backbone, preprocessor, _ = demo.build_demo_backbone(demo.SETTINGS["quick"], embedding_dim=8)
+    model = demo.PerPixelGroundingModel(backbone, preprocessor)  # "max" matching: no in-graph loop to trace
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(size=(2, 16, 16, 8)).astype("float32")
+    words = rng.normal(size=(2, 3, 8)).astype("float32")
+    x = {"images": np.zeros((2, 64, 64, 3), "float32"), "word_embeddings": words, "word_valid": np.ones((2, 3), bool)}
     y = {"masks": np.zeros((2, 4, 64, 64), "float32"), "mask_valid": np.zeros((2, 4), bool)}
-    y_pred = model(preprocessor.image_converter(images))
+    y_pred = {"mask_logits": np.zeros((2, 8, 16, 16), "float32"), "region_embeddings": np.ones((2, 8, 8), "float32"),
+              "pixel_embeddings": pixels}
     loss = float(keras.ops.convert_to_numpy(model.compute_loss(x=x, y=y, y_pred=y_pred)))
-    # No valid mask: the loss is the grounding loss alone, over 8 x 8 pooled pixels instead of 4 regions.
-    assert math.isfinite(loss) and loss > 0
+    # No valid mask: the loss is the grounding loss alone, with the 2x2-averaged pixels as the regions.
+    pooled = pixels.reshape(2, 8, 2, 8, 2, 8).mean(axis=(2, 4)).reshape(2, 64, 8)
+    expected = grounding_loss(pooled, words, np.ones((2, 3), bool), temperature=model.temperature_layer())
+    assert loss == pytest.approx(float(keras.ops.convert_to_numpy(expected)), rel=1e-5)
 
 
 def test_summary_table_marks_targets():
@@ -53,7 +59,11 @@ def test_summary_table_marks_targets():
     assert table.count(" ok") == 5 and table.count("MISS") == 1  # only the synonym ratio misses
 
 
+# The slowest test of the suite (teacher, pseudo labels, student, baseline, five evaluations, presets: about a
+# minute of CPU on TensorFlow, 40 s on torch, 100 s on JAX, measured on 2 shared cores), so it runs once, on the
+# backend `keras-openseg demo` is timed on and Keras starts with.
 @pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs once, on the tensorflow backend pass")
 def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     output = tmp_path / "demo_output"
     args = _parse(["--quick", "--output", str(output), "--data-dir", str(tmp_path / "tfds")])
