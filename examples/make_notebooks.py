@@ -429,12 +429,12 @@ from keras_openseg.datasets.openseg_shapes.world import render_example
 
 model.save_to_preset("runs/attention_pooling/preset")
 reloaded = OpenSegModel.from_preset("runs/attention_pooling/preset")
-print(type(reloaded.backbone.mask_pooling).__name__)
-image = render_example("validation", 0, image_size=64)["image"]
+pooling = reloaded.backbone.mask_pooling
+print(type(pooling).__name__, "sharpness:", float(pooling.sharpness.numpy()))
+image = render_example("validation", 0, image_size=64 if TINY else 128)["image"]
 queries = ["circle", "square", "sky", "grass"]
 labels = reloaded.segment(image, queries=queries)["labels"]
-np.testing.assert_array_equal(labels, model.segment(image, queries=queries)["labels"])
-print("label counts:", dict(zip(queries, np.bincount(labels.ravel(), minlength=len(queries)))))"""
+print("pixels per query:", dict(zip(queries, np.bincount(labels.ravel(), minlength=len(queries)).tolist())))"""
             ),
         ]
     )

@@ -3,7 +3,8 @@
 Each notebook runs top to bottom in a fresh kernel started with this interpreter (`sys.executable`, through a
 kernelspec written to a temporary JUPYTER_PATH: no user-level Jupyter state is read or written), in one
 shared temporary folder (so 03 evaluates the preset 02 trained), with KERAS_OPENSEG_NOTEBOOK_TINY=1 and the
-KERAS_BACKEND of this test run. The budget is 40 s per notebook on 2 CI cores; a slower run warns with its time.
+KERAS_BACKEND of this test run (and, on JAX, one XLA compilation cache). The budget is 40 s per notebook on 2
+CI cores; a slower run warns with its time.
 """
 
 import datetime
@@ -50,6 +51,10 @@ def notebook_env(tmp_path_factory):
         "ADE20K_MANUAL_DIR": str(root / "no_ade20k_here"),
         "MPLBACKEND": "Agg",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # The notebooks build the same tiny models: on JAX, a compilation cache shared by the kernels lets
+        # the later notebooks reuse the earlier ones' XLA compilations (variable initializers, layers).
+        "JAX_COMPILATION_CACHE_DIR": str(root / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
     work_dir = root / "work"
     work_dir.mkdir()
