@@ -96,7 +96,7 @@ import numpy as np
 from keras_openseg.datasets.openseg_shapes.world import render_example
 
 # A scene from openseg_shapes (or load your own: np.asarray(PIL.Image.open(path).convert("RGB"))).
-example = render_example("validation", 3, image_size=64 if TINY else 192)
+example = render_example("validation", 3, image_size=64 if TINY else 128)
 print(example["captions"])
 image = example["image"]
 queries = ["red circle", "blue square", ["grass", "lawn"], "sky", "water", "sand", "wall"]
