@@ -15,7 +15,9 @@ def _static_int(value):
         return value
     try:
         return int(value)
-    except (TypeError, ValueError):  # a symbolic dimension (TensorFlow graph, jax tracer)
+    # A symbolic dimension: a TensorFlow graph tensor or jax tracer (TypeError / ValueError), or a
+    # shape-polymorphic jax dimension under jax2tf export (InconclusiveDimensionOperation, a bare Exception).
+    except Exception:
         return None
 
 
@@ -32,11 +34,52 @@ def _source_coordinates(in_size, out_size):
     return (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
 
 
+def _slice_axis(x, start, stop, axis):
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+def _upsample_bilinear(x, factor, axis):
+    """Bilinear upsampling by an integer factor with slices, no gather (whose gradient is a slow scatter).
+
+    Output pixel `factor * i + r` samples the source at `i + delta_r`, `delta_r = (r + 0.5) / factor - 0.5`:
+    between pixels `i - 1` and `i` when `delta_r < 0`, else between `i` and `i + 1`. One edge pixel of
+    padding on each side stands in for the clamping of the coordinates at the borders.
+    """
+    length = x.shape[axis]
+    padded = ops.concatenate(
+        [_slice_axis(x, 0, 1, axis), x, _slice_axis(x, length - 1, length, axis)], axis=axis
+    )  # padded[k] = x[k - 1]
+    phases = []
+    for phase in range(factor):
+        delta = (phase + 0.5) / factor - 0.5
+        first = 0 if delta < 0 else 1  # index in `padded` of the lower neighbour of output pixel i = 0
+        fraction = 1.0 + delta if delta < 0 else delta
+        low = _slice_axis(padded, first, first + length, axis)
+        high = _slice_axis(padded, first + 1, first + 1 + length, axis)
+        phases.append(low + (high - low) * ops.cast(fraction, x.dtype))
+    shape = list(ops.shape(x))
+    shape[axis] = length * factor
+    return ops.reshape(ops.stack(phases, axis=axis + 1), shape)
+
+
+def _integer_factor(in_size, out_size):
+    """`out_size // in_size` when both sizes are static and the output is a whole multiple of the input."""
+    static_in, static_out = _static_int(in_size), _static_int(out_size)
+    if static_in is None or static_out is None or static_in == 0 or static_out % static_in:
+        return None
+    return static_out // static_in
+
+
 def _resize_axis_bilinear(x, size, axis):
     rank = len(x.shape)
     in_size = ops.shape(x)[axis]
     if _static_int(in_size) is not None and _static_int(in_size) == _static_int(size):
         return x
+    factor = _integer_factor(in_size, size)
+    if factor is not None:
+        return _upsample_bilinear(x, factor, axis)
     coordinates = ops.clip(_source_coordinates(in_size, size), 0.0, ops.cast(in_size - 1, "float32"))
     low = ops.floor(coordinates)
     fraction = _broadcast_along(ops.cast(coordinates - low, x.dtype), axis, rank)
@@ -51,6 +94,9 @@ def _resize_axis_nearest(x, size, axis):
     in_size = ops.shape(x)[axis]
     if _static_int(in_size) is not None and _static_int(in_size) == _static_int(size):
         return x
+    factor = _integer_factor(in_size, size)
+    if factor is not None:  # each source pixel repeated: no gather, whose gradient is a slow scatter
+        return ops.repeat(x, factor, axis=axis)
     scale = ops.cast(in_size, "float32") / ops.cast(size, "float32")
     index = ops.floor((ops.cast(ops.arange(size), "float32") + 0.5) * scale)
     index = ops.minimum(ops.cast(index, "int32"), ops.cast(in_size - 1, "int32"))
