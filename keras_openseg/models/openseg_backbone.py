@@ -52,6 +52,8 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
             `("P2", "P3", "P4", "P5")`.
         region_pooling: `"sum"` or `"mean"`. `"sum"` is the paper's z_i = sum_p s_i(p) F_z(p); `"mean"`
             divides by the mask area sum_p s_i(p). Defaults to `"sum"`.
+        mask_pooling: optional layer replacing `MaskPooling` (same call signature; register it as
+            serializable so presets round-trip), for research on pooling variants. Defaults to `None`.
         dtype: string or `keras.DTypePolicy`. The dtype policy of the heads. Defaults to `None` (global
             policy).
         **kwargs: `keras_hub.models.Backbone` arguments (`name`, `trainable`).
@@ -94,6 +96,7 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
         position_initializer="truncated_normal",
         pyramid_levels=("P2", "P3", "P4", "P5"),
         region_pooling="sum",
+        mask_pooling=None,
         dtype=None,
         **kwargs,
     ):
@@ -141,7 +144,8 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
             dtype=dtype,
             name="mask_decoder",
         )
-        self.mask_pooling = MaskPooling(dtype=dtype, name="mask_pooling")
+        # A research hook: any layer with MaskPooling's call signature ([B,N,h,w], [B,h,w,E]) -> [B,N,E].
+        self.mask_pooling = mask_pooling or MaskPooling(dtype=dtype, name="mask_pooling")
 
         # === Functional Model ===
         images = keras.Input(shape=image_encoder.input.shape[1:], name="images")
@@ -201,6 +205,9 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
                 "position_initializer": position_initializer,
                 "pyramid_levels": self.pyramid_levels,
                 "region_pooling": self.region_pooling,
+                "mask_pooling": None
+                if type(self.mask_pooling) is MaskPooling
+                else keras.layers.serialize(self.mask_pooling),
             }
         )
         return config
@@ -210,6 +217,8 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
         config = dict(config)
         if isinstance(config.get("image_encoder"), dict):
             config["image_encoder"] = keras.layers.deserialize(config["image_encoder"])
+        if isinstance(config.get("mask_pooling"), dict):
+            config["mask_pooling"] = keras.layers.deserialize(config["mask_pooling"])
         if isinstance(config.get("position_initializer"), dict):
             config["position_initializer"] = keras.initializers.deserialize(config["position_initializer"])
         return super().from_config(config)
