@@ -12,12 +12,16 @@ word dropping), the model of `--architecture` (random weights, nothing downloade
 and under several JAX devices `keras.distribution.DataParallel` with the unsync grounding loss. Then, after
 warm-up steps (compilation):
 
-- `fit_examples_per_s`: `model.fit` for `--steps` steps (input prefetched and overlapped, as in training);
-- `loop_examples_per_s`, `input_wait`, `ms_per_step`: a loop that times `next(iterator)` apart from
-  `train_on_batch`; `input_wait` is the fraction of the loop's time spent waiting for the next batch.
+- `fit_examples_per_s`, `ms_per_step` (mean), `ms_per_step_median`: `model.fit` over `--steps` steps, timed
+  from one step's end to the next (input prefetched and overlapped, as in training);
+- `input_wait`: the fraction of the training time spent waiting for the next batch. On JAX and PyTorch it
+  is timed inside `fit` (the gaps between one step's end and the next one's begin, where fit fetches the
+  batch). TensorFlow fetches inside its compiled step, so there a second loop times `next(iterator)` apart
+  from `train_on_batch` (`loop_ms_per_step`; on TensorFlow it costs what fit's step costs, on JAX more, as
+  `train_on_batch` copies the variables back after every call).
 
 The per-device batch is fixed (`--batch-size`), so N devices train on N times the examples per step (weak
-scaling); `scaling_efficiency` is examples/s over N times the 1-device figure. The simulated devices are
+scaling); `scaling_efficiency` is fit examples/s over N times the 1-device figure. The simulated devices are
 threads of one process sharing this machine's cores (2 on the development machine) and XLA already spreads
 one device's work over all cores, so no speed-up is expected here: the rows show that the distributed path
 runs and what it costs, not what N accelerators would give. The word table holds random 384-d vectors
@@ -35,8 +39,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 COLUMNS = [
-    "backend", "devices", "global_batch", "fit_examples_per_s", "loop_examples_per_s", "input_wait",
-    "ms_per_step", "scaling_efficiency",
+    "backend", "devices", "global_batch", "fit_examples_per_s", "ms_per_step", "ms_per_step_median", "input_wait",
+    "loop_ms_per_step", "scaling_efficiency",
 ]
 EMBEDDING_DIM = 384
 
@@ -62,6 +66,33 @@ class _CaptionWords:
 
     def extract(self, captions):
         return [list(dict.fromkeys(word.strip(".,").lower() for word in caption.split())) for caption in captions]
+
+
+class _StepClock:
+    """Keras callback noting when each training step begins and ends.
+
+    On JAX and PyTorch, `fit` fetches the next batch between one step's end and the next one's begin, so
+    those gaps are the input wait. On TensorFlow the fetch happens inside the compiled step.
+    """
+
+    def __init__(self):
+        import keras
+
+        self.callback = keras.callbacks.LambdaCallback(on_train_batch_begin=self._begin, on_train_batch_end=self._end)
+        self.begins, self.ends = [], []
+
+    def _begin(self, batch, logs=None):
+        self.begins.append(time.perf_counter())
+
+    def _end(self, batch, logs=None):
+        if logs:
+            float(logs["loss"])  # the step has finished, not only been dispatched
+        self.ends.append(time.perf_counter())
+
+    def input_wait(self, skip):
+        """Fraction of the time from the end of step `skip` to the last end spent before a step began."""
+        gaps = [begin - end for begin, end in zip(self.begins[skip + 1 :], self.ends[skip:])]
+        return sum(gaps) / (self.ends[-1] - self.ends[skip])
 
 
 def _to_numpy(batch):
@@ -107,10 +138,11 @@ def run_worker(args):
         configure_grounding_loss(model, config, distribution)
         model.compile(optimizer=build_optimizer(config))
 
-    model.fit(dataset, steps_per_epoch=args.warmup, epochs=1, shuffle=False, verbose=0)
-    start = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=args.steps, epochs=1, shuffle=False, verbose=0)
-    fit_seconds = time.perf_counter() - start
+    # One fit: warm-up steps (compilation, pipeline start), then the timed ones, step end to step end.
+    clock = _StepClock()
+    total_steps = args.warmup + args.steps
+    model.fit(dataset, steps_per_epoch=total_steps, epochs=1, shuffle=False, callbacks=[clock.callback], verbose=0)
+    fit_step_seconds = np.diff(clock.ends[args.warmup - 1 :])
 
     # fit maps the preprocessor over the tf.data input (keras_hub PipelineModel); the loop does the same, and
     # calls keras' own train_on_batch (keras_hub's converts a dict `y` to one tensor and fails on ours).
@@ -134,10 +166,15 @@ def run_worker(args):
         "devices": devices,
         "replicas": distribution.num_replicas,
         "global_batch": config.batch_size,
-        "fit_examples_per_s": config.batch_size * args.steps / fit_seconds,
+        "fit_examples_per_s": config.batch_size / float(np.mean(fit_step_seconds)),
+        "ms_per_step": 1000 * float(np.mean(fit_step_seconds)),
+        "ms_per_step_median": 1000 * float(np.median(fit_step_seconds)),
         "loop_examples_per_s": config.batch_size * args.steps / loop_seconds,
-        "input_wait": sum(waits) / loop_seconds,
-        "ms_per_step": 1000 * float(np.mean(steps)),
+        # JAX, PyTorch: measured inside fit; TensorFlow fetches inside its compiled step, so there the loop
+        # (whose train_on_batch costs what fit's step costs) measures it.
+        "input_wait": sum(waits) / loop_seconds if backend == "tensorflow" else clock.input_wait(args.warmup - 1),
+        "loop_input_wait": sum(waits) / loop_seconds,
+        "loop_ms_per_step": 1000 * float(np.mean(steps)),
         "image_size": args.image_size,
         "architecture": args.architecture,
         "keras": keras.__version__,
