@@ -1,36 +1,27 @@
-"""Fixtures of the training tests: the tiny shapes data, a stand-in caption-word extractor, a random word table.
+"""Fixtures of the training tests: the tiny shapes data (stand-ins for the text side: training_fakes.py).
 
-On JAX the session also keeps a persistent compilation cache in a temporary folder: the resume tests build
-the same tiny model three times, and XLA then compiles its train step once.
+On JAX the session also keeps a persistent compilation cache in a temporary folder: the resume test builds
+the same tiny model three times, and XLA then compiles its train step once. It is set when this file is
+collected, before anything compiles (JAX reads the setting when it first compiles).
 """
 
+import atexit
+import shutil
+import tempfile
+
 import keras
-import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 import keras_openseg.datasets.openseg_shapes  # noqa: F401  (registers openseg_shapes)
-from keras_openseg.text import WordEmbeddingTable
 
-SHAPE_WORDS = (
-    "red blue green yellow purple orange white black circle square triangle star ring striped dotted plain "
-    "grass water sand sky wall floor"
-).split()
+if keras.backend.backend() == "jax":
+    import jax
 
-
-class WhitespaceExtractor:
-    """Stands in for `CaptionWordExtractor` (no spaCy): lower-cased words longer than 3 letters."""
-
-    def extract(self, captions):
-        return [
-            list(dict.fromkeys(w.strip(".,").lower() for w in c.split() if len(w.strip(".,")) > 3)) for c in captions
-        ]
-
-
-def random_word_table(words=SHAPE_WORDS, embedding_dim=8, seed=0):
-    """A `WordEmbeddingTable` of random unit vectors: training needs no text encoder to be tested."""
-    embeddings = np.random.default_rng(seed).normal(size=(len(words), embedding_dim)).astype(np.float32)
-    return WordEmbeddingTable(list(words), embeddings, encoder_id="random-test-vectors")
+    _JAX_CACHE = tempfile.mkdtemp(prefix="keras_openseg_jax_cache_")
+    atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", _JAX_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +30,3 @@ def shapes_data_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tfds")
     tfds.builder("openseg_shapes/tiny", data_dir=data_dir).download_and_prepare()
     return str(data_dir)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def jax_compilation_cache(tmp_path_factory):
-    if keras.backend.backend() == "jax":
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    yield

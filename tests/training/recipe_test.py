@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import WhitespaceExtractor
-from conftest import random_word_table
 from keras_openseg.data import load_pseudo_labels
 from keras_openseg.training import TrainingConfig
 from keras_openseg.training import cli
 from keras_openseg.training import pseudo_label
 from keras_openseg.training import train
+from training_fakes import WhitespaceExtractor
+from training_fakes import random_word_table
 
 
 def tiny_config(data_dir, output, **changes):
