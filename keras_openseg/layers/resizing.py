@@ -3,7 +3,9 @@
 `keras.ops.image.resize` wants python integers for the size and a channels axis, so it cannot resize a feature
 map to the size of another one inside a traced TensorFlow function with `None` spatial dimensions, and it cannot
 resize masks stored as `[B, N, H, W]`. These helpers gather (bilinear, nearest) or multiply by an overlap matrix
-(area) along any two axes, with sizes given as ints or scalar tensors, on every backend.
+(area) along any two axes, with sizes given as ints or scalar tensors, on every backend. Static whole-number
+factors, the common case (the FPN's x2/x4/x8 upsampling, stride-4 label masks), take slices, repeats or a
+reshape-mean instead: no gather, whose gradient is a scatter, slow on CPUs.
 """
 
 from keras import ops
@@ -14,11 +16,13 @@ def _static_int(value):
     if isinstance(value, int):
         return value
     try:
-        return int(value)
+        value = int(value)
     # A symbolic dimension: a TensorFlow graph tensor or jax tracer (TypeError / ValueError), or a
     # shape-polymorphic jax dimension under jax2tf export (InconclusiveDimensionOperation, a bare Exception).
     except Exception:
         return None
+    # Inside a tf.function, autograph turns `int(tensor)` into a cast that returns a graph tensor.
+    return value if isinstance(value, int) else None
 
 
 def _broadcast_along(vector, axis, rank):
