@@ -41,6 +41,7 @@ _VALUE_FLAGS = {
         str,
         "start from: tiny / small (random, no download), a named architecture, or a preset dir / handle",
     ),
+    "--embedding-dim": ("embedding_dim", int, "region-embedding size of a new tiny/small model or teacher"),
     "--text-encoder": ("text_encoder", str, "TextEmbedder preset for the caption words"),
 }
 _SWITCHES = {

