@@ -149,6 +149,12 @@ def train(config, text_embedder=None, extractor=None, table=None, callbacks=(), 
             model.compile(optimizer=build_optimizer(config))
             if initial_step:
                 TrainingCheckpoint.restore(model, checkpoint_dir)
+        if verbose and distribution.is_chief:
+            loss = "mask loss only" if config.teacher else f"{'sync' if config.sync_loss else 'unsync'} grounding loss"
+            print(
+                f"{type(model).__name__} on {distribution.num_replicas} replica(s) ({distribution.mode}), global "
+                f"batch {config.batch_size}, {loss}, steps {initial_step}..{config.steps} -> {config.output}"
+            )
         return _fit(model, dataset, config, distribution, initial_step, callbacks, verbose)
     finally:
         keras.config.set_dtype_policy(previous_policy)
