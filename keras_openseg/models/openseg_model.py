@@ -9,9 +9,10 @@ from keras_hub.src.utils.preset_utils import check_file_exists
 from keras_hub.src.utils.preset_utils import get_file
 from keras_hub.src.utils.preset_utils import load_json
 
+from keras_openseg.distribution import distributed_grounding_loss
+from keras_openseg.distribution import scale_loss_for_replicas
 from keras_openseg.layers import Temperature
 from keras_openseg.losses import best_match_dice_loss
-from keras_openseg.losses import grounding_loss
 from keras_openseg.losses.dice_loss import MATCHINGS
 from keras_openseg.models.openseg_task import OpenSegTask
 from keras_openseg.models.openseg_task import check_labels
@@ -55,8 +56,12 @@ class OpenSegModel(OpenSegTask):
         temperature: float. Initial value of the learnable temperature tau. Defaults to `0.07`.
         min_temperature: float or None. Lower clip of tau. Defaults to `None`.
         group_size: int or None. Contrastive group size of the grounding loss; None contrasts the whole
-            batch (the paper's "sync" loss), an int cuts it into groups of that size ("unsync"). Defaults to
-            `None`.
+            batch the loss sees, an int cuts it into groups of that size. Defaults to `None`.
+        sync_grounding_loss: bool. Under a `tf.distribute` strategy (`MirroredStrategy`, `TPUStrategy`), whether
+            the grounding loss contrasts the whole global batch ("sync", paper App. F: region and word
+            embeddings are all-gathered across replicas) or each replica's own examples ("unsync", the
+            paper's default). On one device, and on JAX `DataParallel` (where the loss sees the global batch
+            and unsync is `group_size` = per-device batch), it changes nothing. Defaults to `False`.
         matching: `"max"` or `"one_to_one"`. Label-to-prediction matching of the dice loss; `"max"` is the
             paper's. Defaults to `"max"`.
         dice_smooth: float. Smoothing of the dice coefficient. Defaults to `1.0`.
@@ -98,6 +103,7 @@ class OpenSegModel(OpenSegTask):
         group_size=None,
         matching="max",
         dice_smooth=1.0,
+        sync_grounding_loss=False,
         **kwargs,
     ):
         if matching not in MATCHINGS:
@@ -118,6 +124,7 @@ class OpenSegModel(OpenSegTask):
         self.alpha = alpha
         self.min_temperature = min_temperature
         self.group_size = group_size
+        self.sync_grounding_loss = bool(sync_grounding_loss)
         self.matching = matching
         self.dice_smooth = dice_smooth
         self._text_embedder = text_embedder
@@ -152,16 +159,19 @@ class OpenSegModel(OpenSegTask):
         dice = best_match_dice_loss(
             masks, y["masks"], y.get("mask_valid"), smooth=self.dice_smooth, matching=self.matching
         )
-        grounding = grounding_loss(
+        # Sync or unsync across replicas; *_valid may come as int32 (tf.distribute input pipelines).
+        grounding = distributed_grounding_loss(
             y_pred["region_embeddings"],
             x["word_embeddings"],
             x.get("word_valid"),
             temperature=self.temperature_layer(),
             group_size=self.group_size,
+            sync=self.sync_grounding_loss,
         )
         self.grounding_loss_tracker.update_state(grounding)
         self.dice_loss_tracker.update_state(dice)
-        return self._add_regularization(grounding + self.alpha * dice)
+        # Keras sums the replicas' gradients under tf.distribute: each replica reports loss / R.
+        return scale_loss_for_replicas(self._add_regularization(grounding + self.alpha * dice))
 
     # === Inference ===
 
@@ -422,6 +432,7 @@ class OpenSegModel(OpenSegTask):
                 "temperature": self.temperature_layer.initial_value,
                 "min_temperature": self.min_temperature,
                 "group_size": self.group_size,
+                "sync_grounding_loss": self.sync_grounding_loss,
                 "matching": self.matching,
                 "dice_smooth": self.dice_smooth,
             }

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_openseg.distribution import scale_loss_for_replicas
 from keras_openseg.losses import best_match_dice_loss
 from keras_openseg.losses.dice_loss import MATCHINGS
 from keras_openseg.models.mask_nms import mask_nms
@@ -121,7 +122,8 @@ class OpenSegTeacher(OpenSegTask):
             masks, y["masks"], y.get("mask_valid"), smooth=self.dice_smooth, matching=self.matching
         )
         self.dice_loss_tracker.update_state(dice)
-        return self._add_regularization(dice)
+        # Keras sums the replicas' gradients under tf.distribute: each replica reports loss / R.
+        return scale_loss_for_replicas(self._add_regularization(dice))
 
     def pseudo_label(
         self, images, max_masks=32, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5, batch_size=8

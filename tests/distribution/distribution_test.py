@@ -57,15 +57,13 @@ def test_four_devices_match_one_device():
             np.testing.assert_allclose(np.array(distributed), np.array(single), rtol=1e-5, atol=1e-6)
     sync_kernel, unsync_kernel = result["single_sync_weights"][0], result["single_unsync_weights"][0]
     assert np.abs(np.array(sync_kernel) - np.array(unsync_kernel)).max() > 1e-4
-    # The tiny OpenSegModel of the training recipe: the same losses and step (where its compute_loss supports
-    # replicas: on JAX always, on TensorFlow once it uses keras_openseg.distribution).
-    if "real_unsync_losses" in result:
-        single, distributed = result["real_unsync_losses"]
-        for name in ("grounding_loss", "dice_loss", "loss"):
-            np.testing.assert_allclose(distributed[name], single[name], rtol=1e-5)
-        assert result["real_unsync_max_weight_difference"] < 1e-5
-    else:
-        assert backend == "tensorflow"
+    # The tiny OpenSegModel of the training recipe (its compute_loss goes through keras_openseg.distribution):
+    # the same losses and step on 4 replicas as on one device, unsync and sync.
+    for name in ("unsync", "sync"):
+        single, distributed = result[f"real_{name}_losses"]
+        for metric in ("grounding_loss", "dice_loss", "loss"):
+            np.testing.assert_allclose(distributed[metric], single[metric], rtol=1e-5)
+        assert result[f"real_{name}_max_weight_difference"] < 1e-5
 
 
 def test_auto_on_one_device_is_none():

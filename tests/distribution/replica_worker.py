@@ -150,17 +150,15 @@ def real_model_step(sync, distribution=None):
     return {key: float(values[0]) for key, values in history.history.items()}, weights
 
 
-# The real model, where its compute_loss supports replicas (JAX always; TensorFlow once it uses
-# keras_openseg.distribution, see the model's `sync_grounding_loss`).
-from keras_openseg.models import OpenSegModel  # noqa: E402
-
-if BACKEND == "jax" or "sync_grounding_loss" in OpenSegModel.__init__.__code__.co_varnames:
-    # The unsync loss, where replicas and one device differ most (the sync loss is covered above).
-    real_batch = real_model_batch()
-    single_loss, single_weights = real_model_step(sync=False)
-    distributed_loss, distributed_weights = real_model_step(sync=False, distribution=distribution)
-    result["real_unsync_losses"] = [single_loss, distributed_loss]
-    result["real_unsync_max_weight_difference"] = max(
+# The real model of the training recipe, unsync (where replicas and one device differ most) and sync (on
+# TensorFlow: the all-gather of region and word embeddings with its gradient).
+real_batch = real_model_batch()
+for sync in (False, True):
+    name = "sync" if sync else "unsync"
+    single_loss, single_weights = real_model_step(sync=sync)
+    distributed_loss, distributed_weights = real_model_step(sync=sync, distribution=distribution)
+    result[f"real_{name}_losses"] = [single_loss, distributed_loss]
+    result[f"real_{name}_max_weight_difference"] = max(
         float(np.abs(a - b).max()) for a, b in zip(single_weights, distributed_weights)
     )
 print("RESULT " + json.dumps(result))
