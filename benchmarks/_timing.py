@@ -220,30 +220,39 @@ def interleaved_seconds(fns, repeats=5, warmup=1):
     """Wall times of each `fns[name]()`, the calls taken in turns so load drifts hit all of them alike.
 
     Each fn is called `warmup` times first (compilation and autotuning happen there). Returns
-    `{name: {"median": s, "min": s, "times": [...]}}`. On a shared machine the minimum is the stable figure
-    (the run least disturbed by others); the benchmarks report it, and keep every time in their JSON.
+    `{name: {"median": s, "min": s, "times": [...], "cpu_min": s}}`. On a shared machine the minimum is the
+    stable figure (the run least disturbed by others); the benchmarks report it, and keep every time in their
+    JSON. `cpu_min` is the least CPU time of this process (all its threads) per call: on a CPU crowded by
+    other processes it still counts only this work, so FLOPs per CPU-second over the matmul's FLOPs per
+    CPU-second (`mfu_cputime`) is the steadier ratio there (it counts idle-spinning pool threads as busy).
     """
     for fn in fns.values():
         for _ in range(warmup):
             sync(fn())
     times = {name: [] for name in fns}
+    cpu_times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             sync(fn())
             times[name].append(time.perf_counter() - start)
+            cpu_times[name].append(time.process_time() - cpu_start)
     return {
-        name: {"median": float(np.median(t)), "min": float(np.min(t)), "times": [float(v) for v in t]}
+        name: {
+            "median": float(np.median(t)), "min": float(np.min(t)), "times": [float(v) for v in t],
+            "cpu_min": float(np.min(cpu_times[name])),
+        }
         for name, t in times.items()
     }
 
 
-def matmul_peak_gflops(dtype="float32", n=None, repeats=7):
+def matmul_peak_gflops(dtype="float32", n=None, repeats=7, cpu_time=False):
     """Best GFLOP/s of an `n x n` matmul in `dtype` on the current backend and device, compiled where it can be.
 
     `n` defaults to 2048 on a CPU and 8192 on an accelerator (big enough to saturate either). The precision
     is the backend's default for that dtype (e.g. TF32 for float32 on recent NVIDIA GPUs under JAX and
-    TensorFlow), the same the model's convolutions and matmuls get.
+    TensorFlow), the same the model's convolutions and matmuls get. With `cpu_time`, returns the pair
+    (per wall-clock second, per CPU second of this process; see `interleaved_seconds`).
     """
     name = backend()
     accelerator = on_accelerator()
@@ -275,16 +284,11 @@ def matmul_peak_gflops(dtype="float32", n=None, repeats=7):
         xa = torch.from_numpy(a).to(device=device, dtype=torch_dtype)
         xb = torch.from_numpy(b).to(device=device, dtype=torch_dtype)
         run = lambda: torch.matmul(xa, xb)  # noqa: E731
-    for _ in range(2):
-        sync(run())
-    best = min(_timed(run) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    sync(fn())
-    return time.perf_counter() - start
+    timed = interleaved_seconds({"matmul": run}, repeats=repeats, warmup=2)["matmul"]
+    flops = 2 * n**3
+    if cpu_time:
+        return flops / timed["min"] / 1e9, flops / timed["cpu_min"] / 1e9
+    return flops / timed["min"] / 1e9
 
 
 def set_dtype(dtype):

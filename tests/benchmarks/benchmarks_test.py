@@ -1,0 +1,86 @@
+"""Smoke tests: each benchmark runs on its tiniest setting in this process's backend and reports every column."""
+
+import json
+import pathlib
+import sys
+
+import keras
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import components  # noqa: E402
+import throughput  # noqa: E402
+from _timing import PeakMemory  # noqa: E402
+from _timing import matmul_peak_gflops  # noqa: E402
+from _timing import print_table  # noqa: E402
+
+
+def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
+    measured = {
+        "backend": "jax", "config": "tiny", "dtype": "float32", "device": "cpu", "batch_size": 2,
+        "seconds": {"openseg": 0.5, "deeplab": 0.25, "encoder": 0.1, "train": 2.0},
+        "matmul_peak_gflops": 100.0, "matmul_peaks": [100.0], "load_before": 1.0, "load_after": 1.0,
+        "piece_seconds": {"encoder": 0.1, "mask_pooling": 0.3},
+    }
+    flops = {
+        "openseg": {"flops": 40e9}, "deeplab": {"flops": 10e9}, "encoder": {"flops": 6e9}, "train": {"flops": 120e9},
+        "pieces": {"encoder": {"flops": 6e9}, "mask_pooling": {"flops": 3e9}},
+    }
+    row = throughput.summarize(measured, flops)
+    assert row["infer_images_per_s"] == pytest.approx(4.0)
+    assert row["gflops_per_image"] == pytest.approx(20.0)
+    assert row["achieved_gflops"] == pytest.approx(80.0)
+    assert row["mfu"] == pytest.approx(0.8)
+    assert row["deeplab_time_ratio"] == pytest.approx(2.0)
+    assert row["deeplab_mfu"] == pytest.approx(0.4)
+    assert row["encoder_mfu"] == pytest.approx(0.6)
+    assert row["train_mfu"] == pytest.approx(0.6)
+    pieces = throughput.breakdown_rows(measured, flops)
+    assert [p["piece"] for p in pieces] == ["encoder", "mask_pooling"]
+    assert pieces[1]["time_share"] == pytest.approx(0.75)
+    assert pieces[1]["mfu"] == pytest.approx(0.1)
+    print_table([row], throughput.COLUMNS)
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header == throughput.COLUMNS
+    json.dumps(row)  # what --json writes
+    # No FLOPs (no JAX anywhere): times and ratios still, no mfu.
+    assert throughput.summarize(measured, None).get("mfu") is None
+
+
+def test_peak_and_memory_helpers():
+    assert matmul_peak_gflops(n=128, repeats=2) > 0
+    tracker = PeakMemory()
+    tracker.reset()
+    peak = tracker.peak_bytes()
+    assert peak is None or peak >= 0
+
+
+@pytest.mark.slow
+def test_throughput_tiny_config():
+    result = throughput.measure("tiny", "float32", breakdown=True, repeats=1)
+    assert set(result["seconds"]) == {"openseg", "deeplab", "encoder", "train"}
+    assert set(result["piece_seconds"]) == {
+        "encoder", "fpn_fusion", "mask_head+pe", "region_head", "mask_decoder", "mask_pooling",
+    }
+    flops = result.get("flops")
+    if keras.backend.backend() == "jax":
+        # The backbone is its parts; the training step costs about three forward passes.
+        parts = sum(piece["flops"] for piece in flops["pieces"].values())
+        assert parts == pytest.approx(flops["openseg"]["flops"], rel=0.1)
+        assert 2 < flops["train"]["flops"] / flops["openseg"]["flops"] < 5
+    row = throughput.summarize(result, flops)
+    assert row["infer_images_per_s"] > 0 and row["train_images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_components_quick():
+    args = components.parse_args(["--quick", "--sections", "mask_pooling,grounding,model_memory"])
+    result = components.measure(args)
+    methods = {row["method"] for row in result["mask_pooling"]}
+    assert methods == {"contraction (MaskPooling)", "materialized [B,N,H,W,D]"}
+    assert {row["batch_size"] for row in result["grounding"]} == {8, 16}
+    assert all(row["ms"] > 0 for row in result["grounding"])
+    if keras.backend.backend() == "jax":
+        assert {row["what"] for row in result["model_memory"]} == {"inference", "train step"}
