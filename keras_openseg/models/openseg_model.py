@@ -134,6 +134,12 @@ class OpenSegModel(OpenSegTask):
         """The frozen text encoder used for string queries, or None."""
         return self._text_embedder
 
+    def __dir__(self):
+        # Keras' saving walks `dir(model)` and saves every Keras object it reaches: without this the text
+        # embedder's weights went into task.weights.h5 as well as into the preset's `text_embedder/` folder
+        # (twice the size), and a model given `text_embedder=` could not load weights saved without one.
+        return [name for name in super().__dir__() if name not in ("text_embedder", "_text_embedder")]
+
     @text_embedder.setter
     def text_embedder(self, value):
         if value is not None:

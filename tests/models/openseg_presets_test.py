@@ -90,6 +90,24 @@ def test_model_round_trip_with_text_embedder(saved_model):
     assert OpenSegModel.from_preset(path, text_embedder=None).text_embedder is None
 
 
+def test_text_embedder_weights_are_saved_once(saved_model, tmp_path):
+    model, path = saved_model
+    import h5py
+
+    with h5py.File(os.path.join(path, "task.weights.h5"), "r") as file:
+        names = []
+        file.visit(names.append)
+    assert not [name for name in names if "text_embedder" in name], names
+    # A preset saved without a text embedder loads with one given (and with a restored one replaced).
+    bare = str(tmp_path / "bare")
+    OpenSegModel.from_preset(path, text_embedder=None).save_to_preset(bare)
+    assert "text_embedder" not in os.listdir(bare)
+    embedder = tiny_text_embedder()
+    restored = OpenSegModel.from_preset(bare, text_embedder=embedder)
+    assert restored.text_embedder is embedder
+    assert_same_outputs(forward(restored, images(2)), forward(model, images(2)))
+
+
 def test_teacher_preset_initializes_the_student(tmp_path):
     teacher = tiny_teacher()
     teacher.save_to_preset(str(tmp_path))
