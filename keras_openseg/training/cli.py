@@ -13,6 +13,7 @@ import os
 import sys
 
 from keras_openseg.training.training_config import MIXED_PRECISION
+from keras_openseg.training.training_config import OPTIMIZERS
 
 # flag -> (TrainingConfig field, type, help). Every flag defaults to None: "keep the config's value".
 _VALUE_FLAGS = {
@@ -62,6 +63,12 @@ def add_arguments(parser):
         choices=("auto", "none", "data_parallel", "mirrored", "tpu"),
         default=None,
         help="auto (default), none, data_parallel (JAX), mirrored or tpu (TensorFlow)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=None,
+        help="sgd (momentum SGD, the paper's; default) or adamw",
     )
     parser.add_argument(
         "--mixed-precision",

@@ -217,17 +217,21 @@ class _StopAtStep(keras.callbacks.Callback):
 
 
 def build_optimizer(config):
-    """SGD with momentum, linear warm-up then cosine decay to 0, decoupled weight decay and clipping.
+    """The run's optimizer: linear warm-up then cosine decay to 0, decoupled weight decay and clipping.
 
-    The paper's recipe (sec. 4.1): learning rate 0.005 with cosine decay, weight decay 1e-5. The learnable
-    temperature is not decayed (decay would pull log tau towards 0).
+    `config.optimizer = "sgd"` is the paper's recipe (sec. 4.1): momentum SGD, learning rate 0.005 with cosine
+    decay, weight decay 1e-5. `"adamw"` takes the same schedule, decay and clipping with Adam's update. The
+    learnable temperature is not decayed (decay would pull log tau towards 0).
     """
-    optimizer = keras.optimizers.SGD(
-        learning_rate_schedule(config),
-        momentum=config.momentum,
+    common = dict(
+        learning_rate=learning_rate_schedule(config),
         weight_decay=config.weight_decay or None,
         global_clipnorm=config.clip_norm,
     )
+    if config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(**{**common, "weight_decay": float(config.weight_decay)})
+    else:
+        optimizer = keras.optimizers.SGD(momentum=config.momentum, **common)
     if config.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=["log_temperature"])
     return optimizer

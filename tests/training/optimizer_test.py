@@ -25,3 +25,15 @@ def test_clipping_momentum_and_weight_decay_but_not_on_the_temperature():
     optimizer.build([decayed, temperature])
     assert optimizer._use_weight_decay(decayed) and not optimizer._use_weight_decay(temperature)
     assert build_optimizer(TrainingConfig(clip_norm=None)).global_clipnorm is None
+
+
+def test_adamw_takes_the_same_schedule_decay_and_clipping():
+    config = TrainingConfig(optimizer="adamw", steps=100, warmup_steps=10, clip_norm=2.0, weight_decay=1e-4)
+    optimizer = build_optimizer(config)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.global_clipnorm == 2.0 and optimizer.weight_decay == 1e-4
+    temperature = keras.Variable(np.ones(()), name="log_temperature")
+    optimizer.build([temperature])
+    assert not optimizer._use_weight_decay(temperature)
+    assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == 0.0  # warm-up starts at 0
+    assert isinstance(build_optimizer(TrainingConfig(optimizer="adamw", weight_decay=0.0)), keras.optimizers.AdamW)

@@ -46,6 +46,7 @@ def test_resume_continues_the_saved_config(tmp_path):
         ({"keep_prob": 0.0}, "keep_prob"),
         ({"distribution": "pipeline"}, "distribution"),
         ({"mixed_precision": "int8"}, "mixed_precision"),
+        ({"optimizer": "lamb"}, "optimizer"),
         ({"batch_size": 6, "group_size": 4}, "group_size"),
         ({"warmup_steps": 2000}, "warmup_steps"),
         ({"datasets": ()}, "datasets"),
