@@ -63,6 +63,58 @@ def test_region_embeddings_pool_pixel_embeddings_with_the_masks():
     np.testing.assert_allclose(averaged, expected / masks.sum(axis=(2, 3))[..., None], rtol=1e-4, atol=1e-5)
 
 
+def region_loss_gradients(backbone, images, variables):
+    """Gradients of a loss on the region embeddings alone, with respect to `variables`."""
+    projection = np.random.default_rng(2).normal(size=(NUM_QUERIES, EMBEDDING_DIM)).astype("float32")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(backbone(images)["region_embeddings"] * projection)
+        return [g if g is None else g.numpy() for g in tape.gradient(loss, variables)]
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in backbone.trainable_variables]
+        index = {id(v): i for i, v in enumerate(backbone.trainable_variables)}
+        non_trainable = [v.value for v in backbone.non_trainable_variables]
+
+        def loss(trainable):
+            outputs, _ = backbone.stateless_call(trainable, non_trainable, images)
+            return jax.numpy.sum(outputs["region_embeddings"] * projection)
+
+        grads = jax.grad(loss)(trainable)
+        return [np.asarray(grads[index[id(v)]]) for v in variables]
+    import torch
+
+    loss = torch.sum(backbone(images)["region_embeddings"] * torch.tensor(projection))
+    grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
+    return [None if g is None else g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("region_mask_gradient", [True, False])
+def test_region_mask_gradient(region_mask_gradient):
+    # False: the region embeddings pool with constant masks, so a loss on them never reaches the mask branch
+    # (the query decoder, the mask head); the region head learns either way. The outputs do not change.
+    backbone = tiny_backbone(region_mask_gradient=region_mask_gradient)
+    reference = tiny_backbone()
+    reference.set_weights(backbone.get_weights())
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    for key, value in backbone(images).items():
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(value), keras.ops.convert_to_numpy(reference(images)[key]), rtol=1e-6, atol=1e-6
+        )
+    mask_branch = backbone.mask_decoder.trainable_variables + backbone.mask_head.trainable_variables
+    region_branch = backbone.region_head.trainable_variables
+    grads = region_loss_gradients(backbone, images, mask_branch + region_branch)
+    mask_norm = sum(0.0 if g is None else float(np.abs(g).sum()) for g in grads[: len(mask_branch)])
+    region_norm = sum(float(np.abs(g).sum()) for g in grads[len(mask_branch) :])
+    assert region_norm > 0
+    assert (mask_norm > 0) == region_mask_gradient
+    assert OpenSegBackbone.from_config(backbone.get_config()).region_mask_gradient == region_mask_gradient
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="FeaturePyramidBackbone"):
         OpenSegBackbone(keras.layers.Dense(3), **TINY_HEAD)
