@@ -502,7 +502,9 @@ def summarize(results, metadata):
         "per_pixel_readout_miou": results["openseg_per_pixel_readout"]["miou"],
         "results": results,
     }
-    summary["synonym_ratio"] = summary["unseen_synonyms_miou"] / max(summary["miou"], 1e-9)
+    # A ratio of two near-zero scores (an untrained model, `--quick`) says nothing: no ratio then.
+    miou = summary["miou"]
+    summary["synonym_ratio"] = summary["unseen_synonyms_miou"] / miou if miou >= 0.05 else None
     if "baseline" in results:
         summary["baseline_miou"] = results["baseline"]["miou"]
         summary["baseline_grounding_miou"] = results["baseline"]["grounding_miou"]
