@@ -433,10 +433,14 @@ def main(argv=None):
     backends = [b for b in args.backends.split(",") if b and backend_available(b)]
     # JAX first: its compiled memory analysis says which grounding batches fit, so the others skip the rest.
     backends.sort(key=lambda b: b != "jax")
-    flags = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--json")]
-    if "--json" in flags:
-        flags.pop(flags.index("--json") + 1)
-        flags.remove("--json")
+    # The workers get every flag but --json (`--json PATH` or `--json=PATH`): only this process writes it.
+    flags, given = [], list(argv if argv is not None else sys.argv[1:])
+    while given:
+        flag = given.pop(0)
+        if flag == "--json":
+            given.pop(0)
+        elif not flag.startswith("--json="):
+            flags.append(flag)
     results = []
     max_batch = None
     for name in backends:
