@@ -11,6 +11,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import components  # noqa: E402
+import conv_gradient  # noqa: E402
 import throughput  # noqa: E402
 from _timing import PeakMemory  # noqa: E402
 from _timing import matmul_peak_gflops  # noqa: E402
@@ -84,3 +85,23 @@ def test_components_quick():
     assert all(row["ms"] > 0 for row in result["grounding"])
     if keras.backend.backend() == "jax":
         assert {row["what"] for row in result["model_memory"]} == {"inference", "train step"}
+
+
+def test_conv_gradient_small():
+    row = conv_gradient.measure(batch=1, size=8, channels=4, repeats=1)
+    assert set(row) == set(conv_gradient.COLUMNS)
+    assert row["backend"] == keras.backend.backend()
+    assert row["fwd_gflops"] > 0 and row["train_gflops"] > 0
+    assert row["fwd_mfu"] == pytest.approx(row["fwd_gflops"] / row["matmul_peak_gflops"])
+
+
+def test_components_forwards_flags_but_not_json(monkeypatch, tmp_path):
+    calls = []
+    import _timing
+
+    monkeypatch.setattr(_timing, "backend_available", lambda name: True)
+    monkeypatch.setattr(_timing, "run_in_backend", lambda name, script, flags: calls.append(flags) or {})
+    out = tmp_path / "out.json"
+    components.main(["--sections", "text", "--backends", "jax", "--json", str(out), "--quick"])
+    assert calls == [["--sections", "text", "--backends", "jax", "--quick", "--_worker"]]
+    assert json.loads(out.read_text()) == [{}]
