@@ -536,6 +536,8 @@ def format_summary(summary):
     for label, value, baseline in rows:
         lines.append(f"{label:<30}{_number(value):>10}{_number(baseline):>22}")
     lines.append("")
+    if summary.get("settings", {}).get("architecture") == "quick":
+        lines.append("(--quick is a smoke test of every stage: the targets are those of the full demo)")
     lines.append(f"{'target':<40}{'value':>10}{'wanted':>10}{'':>6}")
     for label, key, threshold in TARGETS:
         value = summary.get(key)

@@ -57,6 +57,9 @@ def test_summary_table_marks_targets():
     table = demo.format_summary(summary)
     assert "lowest class IoU (circle)" in table
     assert table.count(" ok") == 5 and table.count("MISS") == 1  # only the synonym ratio misses
+    assert "smoke test" not in table
+    summary.update(settings={"architecture": "quick"})
+    assert "--quick is a smoke test" in demo.format_summary(summary)
 
 
 # The slowest test of the suite (teacher, pseudo labels, student, baseline, five evaluations, presets: about a
