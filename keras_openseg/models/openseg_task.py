@@ -104,6 +104,28 @@ class OpenSegTask(OpenSegPresetMixin, Task):
         if self.built and getattr(self, "optimizer", None) is not None:
             self.optimizer.build(self.trainable_variables)
 
+    # === Presets: weights without the optimizer's state ===
+    # keras_hub writes task.weights.h5 with Keras' weight saving, which also walks `model.optimizer`: a preset
+    # saved after training carried the momentum buffers (as large as the head) and warned "Skipping variable
+    # loading for optimizer" when loaded into a freshly compiled model. Training checkpoints keep the
+    # optimizer (they use `save_weights`, see `keras_openseg.training`).
+
+    def _preset_objects_to_skip(self):
+        skip = list(self.backbone._flatten_layers())
+        if getattr(self, "optimizer", None) is not None:
+            skip.append(self.optimizer)
+        return skip
+
+    def save_task_weights(self, filepath):
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(f"The filename must end in `.weights.h5`. Received: filepath={filepath}")
+        keras.saving.save_weights(self, filepath=filepath, objects_to_skip=self._preset_objects_to_skip())
+
+    def load_task_weights(self, filepath):
+        if not str(filepath).endswith(".weights.h5"):
+            raise ValueError(f"The filename must end in `.weights.h5`. Received: filepath={filepath}")
+        keras.saving.load_weights(self, filepath, objects_to_skip=self._preset_objects_to_skip())
+
     def _add_regularization(self, loss):
         if self.losses:
             loss = loss + keras.ops.cast(keras.ops.sum(self.losses), "float32")

@@ -28,6 +28,7 @@ from tiny_openseg import images
 from tiny_openseg import tiny_encoder
 from tiny_openseg import tiny_model
 from tiny_openseg import tiny_teacher
+from tiny_openseg import training_batch
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -106,6 +107,25 @@ def test_text_embedder_weights_are_saved_once(saved_model, tmp_path):
     restored = OpenSegModel.from_preset(bare, text_embedder=embedder)
     assert restored.text_embedder is embedder
     assert_same_outputs(forward(restored, images(2)), forward(model, images(2)))
+
+
+def test_preset_of_a_trained_model_holds_no_optimizer_state(tmp_path, recwarn):
+    import h5py
+
+    model = tiny_model()
+    x, y = training_batch()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.optimizer.variables  # momentum buffers exist
+    path = str(tmp_path / "trained")
+    model.save_to_preset(path)
+    with h5py.File(os.path.join(path, "task.weights.h5"), "r") as file:
+        assert "optimizer" not in file
+    restored = OpenSegModel.from_preset(path)
+    assert not [w for w in recwarn if "Skipping variable loading" in str(w.message)]
+    assert_same_outputs(forward(restored, images(2)), forward(model, images(2)))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored.temperature_layer()), keras.ops.convert_to_numpy(model.temperature_layer())
+    )
 
 
 def test_teacher_preset_initializes_the_student(tmp_path):
