@@ -155,31 +155,21 @@ def breakdown_pieces(backbone, image_size):
 def measure(config_name, dtype, breakdown, repeats):
     """Runs in the benchmark's per-backend interpreter; returns times, the peak and (JAX) FLOPs."""
     import keras
-    from _timing import compiled_forward
     from _timing import device_description
     from _timing import interleaved_seconds
     from _timing import load_average
     from _timing import matmul_peak_gflops
     from _timing import set_dtype
     from _timing import sync
-    from _timing import to_device
 
     name = keras.backend.backend()
     config = CONFIGS[config_name]
     repeats = repeats or config["repeats"]
     set_dtype(dtype)
-    keras.utils.set_random_seed(0)
     result = {"backend": name, "config": config_name, "dtype": dtype, "device": device_description()}
     result["load_before"] = load_average()
     peaks = [matmul_peak_gflops(dtype, cpu_time=True)]
-    model, deeplab, encoder = build_models(config)
-    images, x, y = make_batch(config)
-    images, x, y = to_device(images), to_device(x), to_device(y)
-    programs = {
-        "openseg": compiled_forward(model.backbone),
-        "deeplab": compiled_forward(deeplab),
-        "encoder": compiled_forward(encoder),
-    }
+    model, programs, (images, x, y) = prepare(config)
     start = time.perf_counter()
     for program in programs.values():
         sync(program(images))
@@ -204,14 +194,8 @@ def measure(config_name, dtype, breakdown, repeats):
     result["matmul_peaks"] = [wall for wall, _ in peaks]
     result["batch_size"] = config["batch_size"]
 
+    piece_programs = compiled_pieces(model, images, config) if breakdown else None
     if breakdown:
-        pieces = breakdown_pieces(model.backbone, config["image_size"])
-        outputs = {"images": images}
-        piece_programs = {}
-        for piece, piece_model, input_from in pieces:
-            program = compiled_forward(piece_model)
-            outputs[piece] = sync(program(input_from(outputs)))
-            piece_programs[piece] = (program, input_from(outputs))
         timed = interleaved_seconds(
             {piece: (lambda p=p, i=i: p(i)) for piece, (p, i) in piece_programs.items()}, repeats=repeats
         )
@@ -219,7 +203,7 @@ def measure(config_name, dtype, breakdown, repeats):
         result["piece_cpu_seconds"] = {k: v["cpu_min"] for k, v in timed.items()}
 
     if name == "jax":
-        result["flops"] = jax_flops(programs, model, images, x, y, piece_programs if breakdown else None)
+        result["flops"] = jax_flops(programs, model, images, x, y, piece_programs)
     result["load_after"] = load_average()
     return result
 
@@ -241,33 +225,50 @@ def jax_flops(programs, model, images, x, y, piece_programs=None):
 def count_flops(config_name, dtype, breakdown):
     """Runs in a JAX interpreter when JAX is not among the measured backends: FLOPs only, nothing timed."""
     import keras
-    from _timing import compiled_forward
     from _timing import set_dtype
-    from _timing import sync
-    from _timing import to_device
 
     config = CONFIGS[config_name]
     set_dtype(dtype)
+    model, programs, (images, x, y) = prepare(config)
+    model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9))
+    keras.Model.train_on_batch(model, x, y)  # builds the optimizer and metric variables
+    piece_programs = compiled_pieces(model, images, config) if breakdown else None
+    return {"flops": jax_flops(programs, model, images, x, y, piece_programs)}
+
+
+def prepare(config):
+    """The seeded models of `config`, their compiled forward programs and a batch on the device.
+
+    Returns `(model, {"openseg", "deeplab", "encoder": program}, (images, x, y))`.
+    """
+    import keras
+    from _timing import compiled_forward
+    from _timing import to_device
+
     keras.utils.set_random_seed(0)
     model, deeplab, encoder = build_models(config)
-    images, x, y = make_batch(config)
-    images, x, y = to_device(images), to_device(x), to_device(y)
+    images, x, y = (to_device(part) for part in make_batch(config))
     programs = {
         "openseg": compiled_forward(model.backbone),
         "deeplab": compiled_forward(deeplab),
         "encoder": compiled_forward(encoder),
     }
-    model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9))
-    keras.Model.train_on_batch(model, x, y)  # builds the optimizer and metric variables
-    piece_programs = None
-    if breakdown:
-        outputs = {"images": images}
-        piece_programs = {}
-        for piece, piece_model, input_from in breakdown_pieces(model.backbone, config["image_size"]):
-            program = compiled_forward(piece_model)
-            outputs[piece] = sync(program(input_from(outputs)))
-            piece_programs[piece] = (program, input_from(outputs))
-    return {"flops": jax_flops(programs, model, images, x, y, piece_programs)}
+    return model, programs, (images, x, y)
+
+
+def compiled_pieces(model, images, config):
+    """`{piece: (compiled program, its input)}` for the backbone's components (`breakdown_pieces`), each
+    fed the output of the pieces before it."""
+    from _timing import compiled_forward
+    from _timing import sync
+
+    outputs = {"images": images}
+    pieces = {}
+    for piece, piece_model, input_from in breakdown_pieces(model.backbone, config["image_size"]):
+        program = compiled_forward(piece_model)
+        outputs[piece] = sync(program(input_from(outputs)))
+        pieces[piece] = (program, input_from(outputs))
+    return pieces
 
 
 def summarize(measured, flops):
