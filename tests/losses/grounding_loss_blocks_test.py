@@ -7,43 +7,12 @@ import numpy as np
 import pytest
 from keras import ops
 
+from grounding_loss_test import numpy_grounding_loss
+from grounding_loss_test import random_case
 from keras_openseg.losses import grounding_loss
 
 # The module, not the function of the same name that keras_openseg.losses exports.
 grounding_loss_module = importlib.import_module("keras_openseg.losses.grounding_loss")
-
-
-def numpy_grounding_loss(regions, words, valid, temperature, group_size=None):
-    """Eqs. (2)-(4) in float64, one image-caption pair at a time."""
-    regions = regions / np.linalg.norm(regions, axis=-1, keepdims=True)
-    words = words / np.linalg.norm(words, axis=-1, keepdims=True)
-    batch_size = regions.shape[0]
-    group_size = group_size or batch_size
-    losses = []
-    for start in range(0, batch_size, group_size):
-        members = [b for b in range(start, start + group_size) if valid[b].any()]
-        scores = np.zeros((len(members), len(members)))
-        for i, a in enumerate(members):
-            for j, c in enumerate(members):
-                similarity = regions[a].astype("float64") @ words[c][valid[c]].astype("float64").T
-                attention = np.exp((similarity - similarity.max(axis=0)) / temperature)
-                attention /= attention.sum(axis=0)
-                scores[i, j] = np.mean(np.sum(attention * similarity, axis=0))
-        logits = scores / temperature
-        for k in range(len(members)):
-            over_images = logits[k, k] - np.log(np.sum(np.exp(logits[:, k])))
-            over_captions = logits[k, k] - np.log(np.sum(np.exp(logits[k, :])))
-            losses.append(-(over_images + over_captions))
-    return float(np.mean(losses)) if losses else 0.0
-
-
-def random_case(seed, batch_size=7, num_regions=5, num_words=3, dim=6):
-    rng = np.random.default_rng(seed)
-    regions = rng.normal(size=(batch_size, num_regions, dim)).astype("float32")
-    words = rng.normal(size=(batch_size, num_words, dim)).astype("float32")
-    valid = rng.uniform(size=(batch_size, num_words)) < 0.7
-    valid[2] = False  # an example without words takes no part
-    return regions, words, valid
 
 
 def loss_and_gradients(regions, words, valid, temperature, group_size=None):
@@ -82,7 +51,8 @@ def loss_and_gradients(regions, words, valid, temperature, group_size=None):
 @pytest.mark.parametrize("group_size", [None, 7])
 @pytest.mark.parametrize("budget", [5 * 3 * 7 * 3, 5 * 3 * 7])  # blocks of 3 captions (one padded), of 1
 def test_blocks_match_one_block_and_numpy(monkeypatch, budget, group_size):
-    regions, words, valid = random_case(0)
+    regions, words, valid = random_case(0, batch_size=7)
+    valid[2] = False  # an example without words takes no part
     expected_value, expected_grads = loss_and_gradients(regions, words, valid, 0.1, group_size)
     np.testing.assert_allclose(expected_value, numpy_grounding_loss(regions, words, valid, 0.1, group_size), rtol=1e-4)
     monkeypatch.setattr(grounding_loss_module, "_BLOCK_SIMILARITIES", budget)
