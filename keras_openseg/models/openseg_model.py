@@ -28,6 +28,10 @@ TEXT_EMBEDDER_DIR = "text_embedder"
 TEXT_EMBEDDER_MANIFEST = "text_embedder_files.json"
 
 
+# The attributes holding the text embedder: kept out of Keras' layer tracking and weight saving.
+_TEXT_EMBEDDER_ATTRIBUTES = ("text_embedder", "_text_embedder")
+
+
 @keras.saving.register_keras_serializable(package="keras_openseg")
 class OpenSegModel(OpenSegTask):
     """OpenSeg: open-vocabulary segmentation learned from captions and class-agnostic masks (sec. 3).
@@ -134,12 +138,6 @@ class OpenSegModel(OpenSegTask):
         """The frozen text encoder used for string queries, or None."""
         return self._text_embedder
 
-    def __dir__(self):
-        # Keras' saving walks `dir(model)` and saves every Keras object it reaches: without this the text
-        # embedder's weights went into task.weights.h5 as well as into the preset's `text_embedder/` folder
-        # (twice the size), and a model given `text_embedder=` could not load weights saved without one.
-        return [name for name in super().__dir__() if name not in ("text_embedder", "_text_embedder")]
-
     @text_embedder.setter
     def text_embedder(self, value):
         if value is not None:
@@ -147,9 +145,15 @@ class OpenSegModel(OpenSegTask):
         # Kept out of keras' tracking: its weights are frozen and are not part of the model's.
         object.__setattr__(self, "_text_embedder", value)
 
+    def __dir__(self):
+        # Keras' saving walks `dir(model)` and saves every Keras object it reaches: without this the text
+        # embedder's weights went into task.weights.h5 as well as into the preset's `text_embedder/` folder
+        # (twice the size), and a model given `text_embedder=` could not load weights saved without one.
+        return [name for name in super().__dir__() if name not in _TEXT_EMBEDDER_ATTRIBUTES]
+
     def __setattr__(self, name, value):
         # Bypass keras' attribute tracking, which would adopt a keras text embedder as a sublayer.
-        if name in ("text_embedder", "_text_embedder"):
+        if name in _TEXT_EMBEDDER_ATTRIBUTES:
             return object.__setattr__(self, name, value)
         return super().__setattr__(name, value)
 

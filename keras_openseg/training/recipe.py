@@ -284,7 +284,7 @@ def build_model(config, embedding_dim, text_embedder=None):
                 f"the word table into {embedding_dim}: choose the matching `text_encoder`."
             )
         if text_embedder is not None:
-            # Set after loading: a preset saved without a text embedder loads its weights without one.
+            # Set after loading, so that a preset keeps its own text embedder when none is given here.
             model.text_embedder = text_embedder
     return model
 
