@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: test demo demo-quick install-test install-demo benchmarks clean
+.PHONY: test lint format demo demo-quick install-test install-demo benchmarks clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ test: install-test
 	  echo "=== KERAS_BACKEND=$$b"; \
 	  KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
 	done
+
+# ruff (its settings are in pyproject.toml): formatting and lint, as CI checks them.
+lint: install-test
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install-test
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 demo: install-demo
 	$(VENV)/bin/keras-openseg demo --output demo_output

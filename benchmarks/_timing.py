@@ -239,7 +239,9 @@ def interleaved_seconds(fns, repeats=5, warmup=1):
             cpu_times[name].append(time.process_time() - cpu_start)
     return {
         name: {
-            "median": float(np.median(t)), "min": float(np.min(t)), "times": [float(v) for v in t],
+            "median": float(np.median(t)),
+            "min": float(np.min(t)),
+            "times": [float(v) for v in t],
             "cpu_min": float(np.min(cpu_times[name])),
         }
         for name, t in times.items()

@@ -37,8 +37,7 @@ SECTIONS = ("mask_pooling", "grounding", "model_memory", "input", "text")
 COLUMNS = {
     "mask_pooling": ["backend", "shape", "method", "ms", "peak_mb", "note"],
     "grounding": ["backend", "batch_size", "mode", "ms", "ms_per_example", "peak_mb", "note"],
-    "model_memory": ["backend", "what", "image_size", "num_queries", "hw_ratio", "n_ratio", "peak_mb",
-                     "mb_ratio"],
+    "model_memory": ["backend", "what", "image_size", "num_queries", "hw_ratio", "n_ratio", "peak_mb", "mb_ratio"],
     "input": ["backend", "what", "batch_size", "image_size", "ms_per_batch", "input_wait_share"],
     "text": ["backend", "what", "words_per_batch", "ms_per_batch"],
 }
@@ -180,6 +179,7 @@ def grounding_rows(quick, repeats, max_memory_gb, max_batch=None):
         valid = ops.convert_to_tensor(np.arange(num_words)[None] < rng.integers(1, num_words + 1, (batch_size, 1)))
         temperature = ops.convert_to_tensor(np.float32(0.07))
         for mode, group_size in (("sync", None), ("unsync g=8", 8)):
+
             def loss(regions, words, valid, temperature, group_size=group_size):
                 return grounding_loss(regions, words, valid, temperature=temperature, group_size=group_size)
 
@@ -224,19 +224,28 @@ def model_memory_rows(quick):
     from keras_openseg.models import OpenSegModel
 
     hidden, embedding, batch_size, words, label_masks = (16, 16, 1, 4, 4) if quick else (128, 128, 2, 16, 32)
-    sizes = [(64, 8), (128, 8), (64, 16)] if quick else [(128, 64), (256, 64), (512, 64), (256, 32), (256, 128),
-                                                          (256, 256)]
+    sizes = (
+        [(64, 8), (128, 8), (64, 16)] if quick else [(128, 64), (256, 64), (512, 64), (256, 32), (256, 128), (256, 256)]
+    )
     rows = []
     base = {}
     for image_size, num_queries in sizes:
         keras.utils.set_random_seed(0)
         encoder = keras_hub.models.ResNetBackbone(
-            input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 64, 128, 128],
-            stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
+            input_conv_filters=[64],
+            input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 64, 128, 128],
+            stackwise_num_blocks=[1, 1, 1, 1],
+            stackwise_num_strides=[1, 2, 2, 2],
+            block_type="basic_block",
             image_shape=(None, None, 3),
         )
         backbone = OpenSegBackbone(
-            encoder, num_queries=num_queries, hidden_dim=hidden, embedding_dim=embedding, decoder_heads=2,
+            encoder,
+            num_queries=num_queries,
+            hidden_dim=hidden,
+            embedding_dim=embedding,
+            decoder_heads=2,
             position_grid=(32, 32),
         )
         model = OpenSegModel(backbone)
@@ -265,9 +274,14 @@ def model_memory_rows(quick):
             reference = base.setdefault(what, (image_size, num_queries, peak_mb))
             rows.append(
                 {
-                    "backend": "jax", "what": what, "image_size": image_size, "num_queries": num_queries,
-                    "hw_ratio": (image_size / reference[0]) ** 2, "n_ratio": num_queries / reference[1],
-                    "peak_mb": peak_mb, "mb_ratio": peak_mb / reference[2],
+                    "backend": "jax",
+                    "what": what,
+                    "image_size": image_size,
+                    "num_queries": num_queries,
+                    "hw_ratio": (image_size / reference[0]) ** 2,
+                    "n_ratio": num_queries / reference[1],
+                    "peak_mb": peak_mb,
+                    "mb_ratio": peak_mb / reference[2],
                 }
             )
     return rows
@@ -279,11 +293,10 @@ def input_rows(quick, repeats, data_dir):
     import numpy as np
     import tensorflow as tf
     import tensorflow_datasets as tfds
-
-    import keras_openseg.datasets.openseg_shapes  # noqa: F401  (registers the builder)
     from _timing import sync
     from _timing import to_device
 
+    import keras_openseg.datasets.openseg_shapes  # noqa: F401  (registers the builder)
     from keras_openseg.data import TrainingSource
     from keras_openseg.data import caption_vocabulary
     from keras_openseg.data import make_training_dataset
@@ -297,12 +310,12 @@ def input_rows(quick, repeats, data_dir):
     builder = tfds.builder("openseg_shapes/tiny", data_dir=data_dir)
     builder.download_and_prepare()
     image_size = builder.builder_config.image_size
-    source = TrainingSource.from_tfds("openseg_shapes/tiny", "train", CaptionWordExtractor(), data_dir=data_dir,
-                                      seed=0)
+    source = TrainingSource.from_tfds("openseg_shapes/tiny", "train", CaptionWordExtractor(), data_dir=data_dir, seed=0)
     vocabulary = caption_vocabulary(source.caption_words)
     embedding_dim = 384  # MiniLM's size: a lookup costs the same whatever the encoder
     table = WordEmbeddingTable(
-        vocabulary, np.random.default_rng(0).normal(size=(len(vocabulary), embedding_dim)).astype("float32"),
+        vocabulary,
+        np.random.default_rng(0).normal(size=(len(vocabulary), embedding_dim)).astype("float32"),
         encoder_id="random-384",
     )
     dataset = make_training_dataset(source, table, image_size=image_size, batch_size=batch_size, seed=0)
@@ -336,8 +349,10 @@ def input_rows(quick, repeats, data_dir):
         dict(common, what="input pipeline alone", ms_per_batch=1000 * pipeline),
         dict(common, what=f"train step alone ({config.architecture} model)", ms_per_batch=1000 * step),
         dict(
-            common, what=f"loop: next batch + train step (tf threads={tf_threads or 'auto'})",
-            ms_per_batch=1000 * loop / steps, input_wait_share=wait / loop,
+            common,
+            what=f"loop: next batch + train step (tf threads={tf_threads or 'auto'})",
+            ms_per_batch=1000 * loop / steps,
+            input_wait_share=wait / loop,
         ),
     ]
 
@@ -383,7 +398,6 @@ def text_rows(quick, repeats):
 
 def measure(args):
     import keras
-
     from _timing import device_description
     from _timing import load_average
 
@@ -447,7 +461,9 @@ def main(argv=None):
         extra = ["--grounding-max-batch", str(max_batch)] if max_batch else []
         results.append(run_in_backend(name, os.path.abspath(__file__), flags + extra + ["--_worker"]))
         if name == "jax" and results[-1].get("grounding"):
-            fits = [r["batch_size"] for r in results[-1]["grounding"] if r.get("ms") is not None and r["mode"] == "sync"]
+            fits = [
+                r["batch_size"] for r in results[-1]["grounding"] if r.get("ms") is not None and r["mode"] == "sync"
+            ]
             max_batch = max(fits) if fits else None
     for section in SECTIONS:
         rows = [row for result in results for row in result.get(section, [])]

@@ -76,8 +76,13 @@ def measure(batch, size, channels, repeats):
     fwd = flops / timed["fwd"]["min"] / 1e9
     train = 3 * flops / timed["train"]["min"] / 1e9
     return {
-        "backend": name, "fwd_gflops": fwd, "train_gflops": train, "matmul_peak_gflops": peak,
-        "fwd_mfu": fwd / peak, "train_mfu": train / peak, "train_over_fwd": train / fwd,
+        "backend": name,
+        "fwd_gflops": fwd,
+        "train_gflops": train,
+        "matmul_peak_gflops": peak,
+        "fwd_mfu": fwd / peak,
+        "train_mfu": train / peak,
+        "train_over_fwd": train / fwd,
     }
 
 
@@ -100,7 +105,17 @@ def main(argv=None):
         if not backend_available(name):
             print(f"skipping {name}: cannot be imported here", file=sys.stderr)
             continue
-        worker_args = ["--_worker", "--batch", shape[0], "--size", shape[1], "--channels", shape[2], "--repeats", shape[3]]
+        worker_args = [
+            "--_worker",
+            "--batch",
+            shape[0],
+            "--size",
+            shape[1],
+            "--channels",
+            shape[2],
+            "--repeats",
+            shape[3],
+        ]
         rows.append(run_in_backend(name, os.path.abspath(__file__), worker_args))
     print_table(rows, COLUMNS)
     if args.json:

@@ -26,7 +26,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 COLUMNS = [
-    "pipeline", "config", "image_size", "mask_size", "max_masks", "batch_size", "threads", "examples_per_s",
+    "pipeline",
+    "config",
+    "image_size",
+    "mask_size",
+    "max_masks",
+    "batch_size",
+    "threads",
+    "examples_per_s",
     "ms_per_batch",
 ]
 
@@ -55,9 +62,9 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     import tensorflow_datasets as tfds
+    from _timing import print_table
 
     import keras_openseg.datasets.openseg_shapes  # noqa: F401  (registers the builder)
-    from _timing import print_table
     from keras_openseg.data import TrainingSource
     from keras_openseg.data import caption_vocabulary
     from keras_openseg.data import make_evaluation_dataset
@@ -90,8 +97,12 @@ def main(argv=None):
     options = tf.data.Options()
     options.threading.private_threadpool_size = args.threads
     common = dict(
-        image_size=image_size, batch_size=args.batch_size, max_masks=args.max_masks, max_words=args.max_words,
-        mask_size=args.mask_size, seed=0,
+        image_size=image_size,
+        batch_size=args.batch_size,
+        max_masks=args.max_masks,
+        max_words=args.max_words,
+        mask_size=args.mask_size,
+        seed=0,
     )
     captions_only = TrainingSource(
         source.dataset.map(lambda e: {"image": e["image"], "captions": e["captions"]}),
@@ -101,18 +112,22 @@ def main(argv=None):
     pipelines = {
         "train": make_training_dataset(source, table, **common),
         "train_mix": make_training_dataset([source, captions_only], table, **common),
-        "eval": make_evaluation_dataset(
-            builder.as_dataset(split="validation").repeat(), batch_size=args.batch_size
-        ),
+        "eval": make_evaluation_dataset(builder.as_dataset(split="validation").repeat(), batch_size=args.batch_size),
     }
     rows = []
     for pipeline, dataset in pipelines.items():
         seconds = _seconds_per_batch(dataset.with_options(options), args.batches)
         rows.append(
             {
-                "pipeline": pipeline, "config": args.config, "image_size": image_size,
-                "mask_size": args.mask_size or image_size, "max_masks": args.max_masks, "batch_size": args.batch_size,
-                "threads": args.threads, "examples_per_s": args.batch_size / seconds, "ms_per_batch": 1000 * seconds,
+                "pipeline": pipeline,
+                "config": args.config,
+                "image_size": image_size,
+                "mask_size": args.mask_size or image_size,
+                "max_masks": args.max_masks,
+                "batch_size": args.batch_size,
+                "threads": args.threads,
+                "examples_per_s": args.batch_size / seconds,
+                "ms_per_batch": 1000 * seconds,
             }
         )
     print_table(rows, COLUMNS)

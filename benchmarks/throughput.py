@@ -36,23 +36,54 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 CONFIGS = {
     "reference": dict(
-        encoder="resnet50", image_size=512, num_queries=128, hidden_dim=256, embedding_dim=512, batch_size=4,
+        encoder="resnet50",
+        image_size=512,
+        num_queries=128,
+        hidden_dim=256,
+        embedding_dim=512,
+        batch_size=4,
         repeats=3,
     ),
     "tiny": dict(
-        encoder="tiny", image_size=64, num_queries=8, hidden_dim=16, embedding_dim=16, batch_size=2, repeats=3,
+        encoder="tiny",
+        image_size=64,
+        num_queries=8,
+        hidden_dim=16,
+        embedding_dim=16,
+        batch_size=2,
+        repeats=3,
     ),
 }
 NUM_WORDS = 16
 NUM_MASKS = 32
 DEEPLAB_CLASSES = 150
 COLUMNS = [
-    "backend", "config", "dtype", "infer_images_per_s", "train_images_per_s", "gflops_per_image",
-    "achieved_gflops", "matmul_peak_gflops", "mfu", "encoder_mfu", "deeplab_time_ratio", "deeplab_mfu",
-    "train_mfu", "mfu_cputime", "encoder_mfu_cputime", "deeplab_mfu_cputime",
+    "backend",
+    "config",
+    "dtype",
+    "infer_images_per_s",
+    "train_images_per_s",
+    "gflops_per_image",
+    "achieved_gflops",
+    "matmul_peak_gflops",
+    "mfu",
+    "encoder_mfu",
+    "deeplab_time_ratio",
+    "deeplab_mfu",
+    "train_mfu",
+    "mfu_cputime",
+    "encoder_mfu_cputime",
+    "deeplab_mfu_cputime",
 ]
 BREAKDOWN_COLUMNS = [
-    "backend", "config", "piece", "gflops_per_image", "ms_per_batch", "time_share", "achieved_gflops", "mfu",
+    "backend",
+    "config",
+    "piece",
+    "gflops_per_image",
+    "ms_per_batch",
+    "time_share",
+    "achieved_gflops",
+    "mfu",
     "mfu_cputime",
 ]
 
@@ -63,13 +94,21 @@ def image_encoder(kind):
 
     if kind == "resnet50":
         return keras_hub.models.ResNetBackbone(
-            input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 128, 256, 512],
-            stackwise_num_blocks=[3, 4, 6, 3], stackwise_num_strides=[1, 2, 2, 2], block_type="bottleneck_block",
+            input_conv_filters=[64],
+            input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 128, 256, 512],
+            stackwise_num_blocks=[3, 4, 6, 3],
+            stackwise_num_strides=[1, 2, 2, 2],
+            block_type="bottleneck_block",
             image_shape=(None, None, 3),
         )
     return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16, 16, 16],
-        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 16, 16, 16],
+        stackwise_num_blocks=[1, 1, 1, 1],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block",
         image_shape=(None, None, 3),
     )
 
@@ -83,15 +122,21 @@ def build_models(config):
 
     heads = max(1, min(8, config["hidden_dim"] // 8))
     backbone = OpenSegBackbone(
-        image_encoder=image_encoder(config["encoder"]), num_queries=config["num_queries"],
-        hidden_dim=config["hidden_dim"], embedding_dim=config["embedding_dim"], decoder_heads=heads,
+        image_encoder=image_encoder(config["encoder"]),
+        num_queries=config["num_queries"],
+        hidden_dim=config["hidden_dim"],
+        embedding_dim=config["embedding_dim"],
+        decoder_heads=heads,
         position_grid=(config["image_size"] // 4,) * 2,
     )
     model = OpenSegModel(backbone=backbone)
     deeplab = keras_hub.models.DeepLabV3ImageSegmenter(
         backbone=keras_hub.models.DeepLabV3Backbone(
-            image_encoder=image_encoder(config["encoder"]), spatial_pyramid_pooling_key="P5",
-            upsampling_size=8, dilation_rates=[6, 12, 18], low_level_feature_key="P2",
+            image_encoder=image_encoder(config["encoder"]),
+            spatial_pyramid_pooling_key="P5",
+            upsampling_size=8,
+            dilation_rates=[6, 12, 18],
+            low_level_feature_key="P2",
         ),
         num_classes=DEEPLAB_CLASSES,
     )
@@ -277,16 +322,23 @@ def summarize(measured, flops):
     seconds = measured["seconds"]
     peak = measured["matmul_peak_gflops"]
     row = {
-        "backend": measured["backend"], "config": measured["config"], "dtype": measured["dtype"],
+        "backend": measured["backend"],
+        "config": measured["config"],
+        "dtype": measured["dtype"],
         "device": measured["device"],
-        "infer_images_per_s": b / seconds["openseg"], "train_images_per_s": b / seconds["train"],
-        "matmul_peak_gflops": peak, "deeplab_time_ratio": seconds["openseg"] / seconds["deeplab"],
+        "infer_images_per_s": b / seconds["openseg"],
+        "train_images_per_s": b / seconds["train"],
+        "matmul_peak_gflops": peak,
+        "deeplab_time_ratio": seconds["openseg"] / seconds["deeplab"],
         "encoder_time_ratio": seconds["openseg"] / seconds["encoder"],
-        "seconds_per_batch": seconds, "matmul_peaks": measured["matmul_peaks"],
-        "load_before": measured["load_before"], "load_after": measured["load_after"],
+        "seconds_per_batch": seconds,
+        "matmul_peaks": measured["matmul_peaks"],
+        "load_before": measured["load_before"],
+        "load_after": measured["load_after"],
         "flops_source": None,
     }
     if flops:
+
         def gflops(name):
             return flops[name]["flops"] / b / 1e9
 
@@ -330,8 +382,11 @@ def breakdown_rows(measured, flops):
     rows = []
     for piece, seconds in measured["piece_seconds"].items():
         row = {
-            "backend": measured["backend"], "config": measured["config"], "piece": piece,
-            "ms_per_batch": 1000 * seconds, "time_share": seconds / total,
+            "backend": measured["backend"],
+            "config": measured["config"],
+            "piece": piece,
+            "ms_per_batch": 1000 * seconds,
+            "time_share": seconds / total,
         }
         piece_flops = (flops or {}).get("pieces", {}).get(piece)
         if piece_flops:
@@ -399,7 +454,7 @@ def main(argv=None):
             rows.append(summarize(m, flops))
             pieces.extend(breakdown_rows(m, flops))
             raw.append(dict(m, flops=flops))
-        print_table(rows[-len(measured):], COLUMNS)
+        print_table(rows[-len(measured) :], COLUMNS)
     if len(configs) > 1:
         print()
         print_table(rows, COLUMNS)

@@ -39,8 +39,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 COLUMNS = [
-    "backend", "devices", "global_batch", "fit_examples_per_s", "ms_per_step", "ms_per_step_median", "input_wait",
-    "loop_ms_per_step", "scaling_efficiency",
+    "backend",
+    "devices",
+    "global_batch",
+    "fit_examples_per_s",
+    "ms_per_step",
+    "ms_per_step_median",
+    "input_wait",
+    "loop_ms_per_step",
+    "scaling_efficiency",
 ]
 EMBEDDING_DIM = 384
 

@@ -66,7 +66,7 @@ def quickstart():
                 "it as a preset (`demo_output/preset`); it is loaded when present. Otherwise this builds the "
                 "same small architecture with random weights, which shows the API (its labels are noise until "
                 "trained, see `02_train_openseg_shapes.ipynb`). For ImageNet-pretrained encoders use "
-                "`OpenSegModel.from_architecture(\"openseg_resnet50_minilm\")`."
+                '`OpenSegModel.from_architecture("openseg_resnet50_minilm")`.'
             ),
             new_code_cell(TEXT_ENCODER),
             new_code_cell(

@@ -22,8 +22,8 @@ from keras_openseg import text
 from keras_openseg.models import OpenSegBackbone
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegTeacher
-from keras_openseg.models import segmentation_logits
 from keras_openseg.models import TextEmbedder
+from keras_openseg.models import segmentation_logits
 from keras_openseg.text import CaptionWordExtractor
 from keras_openseg.text import WordEmbeddingTable
 from keras_openseg.visualization import visualize

@@ -24,7 +24,7 @@ COMMANDS = {
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-openseg", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_, help_text) in COMMANDS.items():
         subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 

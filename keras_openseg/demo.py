@@ -391,7 +391,8 @@ class _Demo:
         if baseline is not None:
             runs["baseline"] = (baseline, {"use_proposals": False, "proposal_recall": False})
             runs["baseline_unseen_synonyms"] = (
-                baseline, {"use_proposals": False, "proposal_recall": False, "synonyms": unseen}
+                baseline,
+                {"use_proposals": False, "proposal_recall": False, "synonyms": unseen},
             )
         results = {}
         for name, (model, options) in runs.items():
@@ -541,7 +542,11 @@ def format_summary(summary):
     lines.append(f"{'target':<40}{'value':>10}{'wanted':>10}{'':>6}")
     for label, key, threshold in TARGETS:
         value = summary.get(key)
-        met = value is not None and not math.isnan(value) and (value > threshold if key == "miou_gain" else value >= threshold)
+        met = (
+            value is not None
+            and not math.isnan(value)
+            and (value > threshold if key == "miou_gain" else value >= threshold)
+        )
         wanted = f"> {threshold:g}" if key == "miou_gain" else f">= {threshold:g}"
         if key == "min_class_iou" and summary.get("min_class"):
             label = f"{label} ({summary['min_class']})"

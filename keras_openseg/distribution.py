@@ -81,8 +81,7 @@ class Distribution:
         self.keras_distribution = None  # keras.distribution.DataParallel (JAX)
         if multi_host is None:
             multi_host = any(
-                name in os.environ
-                for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
+                name in os.environ for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
             )
         self.multi_host = bool(multi_host)
         if self.multi_host and self.backend == "jax":

@@ -306,9 +306,7 @@ def export_model(model, path, format="saved_model", image_size=None, image_dtype
             # would tie the number of categories to the batch size.
             images_shape = "(b, h, w, 3)" if image_size is None else f"(b, {height}, {width}, 3)"
             text_shape = f"(c, {inference.backbone.embedding_dim})"
-            kwargs["jax2tf_kwargs"] = {
-                "polymorphic_shapes": [{"images": images_shape, "text_embeddings": text_shape}]
-            }
+            kwargs["jax2tf_kwargs"] = {"polymorphic_shapes": [{"images": images_shape, "text_embeddings": text_shape}]}
         archive.add_endpoint("serve", inference.call, input_signature=signature, **kwargs)
         archive.write_out(path, verbose=verbose)
         return path

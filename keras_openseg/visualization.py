@@ -26,10 +26,26 @@ from PIL import ImageFont
 # deterministic pseudo-random colors for vocabularies larger than 20.
 _BASE_PALETTE = np.array(
     [
-        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-        [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-        [174, 199, 232], [255, 187, 120], [152, 223, 138], [255, 152, 150], [197, 176, 213],
-        [196, 156, 148], [247, 182, 210], [199, 199, 199], [219, 219, 141], [158, 218, 229],
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+        [140, 86, 75],
+        [227, 119, 194],
+        [127, 127, 127],
+        [188, 189, 34],
+        [23, 190, 207],
+        [174, 199, 232],
+        [255, 187, 120],
+        [152, 223, 138],
+        [255, 152, 150],
+        [197, 176, 213],
+        [196, 156, 148],
+        [247, 182, 210],
+        [199, 199, 199],
+        [219, 219, 141],
+        [158, 218, 229],
     ],
     dtype=np.uint8,
 )
@@ -84,13 +100,9 @@ def visualize(image, result, queries, alpha=0.55, legend=True, proposals=None):
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"`image` must be [H, W, 3]; got shape {image.shape}.")
     if labels.shape != image.shape[:2]:
-        raise ValueError(
-            f"`result['labels']` must match the image's [H, W] = {image.shape[:2]}; got {labels.shape}."
-        )
+        raise ValueError(f"`result['labels']` must match the image's [H, W] = {image.shape[:2]}; got {labels.shape}.")
     if labels.max(initial=-1) >= len(queries):
-        raise ValueError(
-            f"`result['labels']` holds label {labels.max()} but only {len(queries)} queries were given."
-        )
+        raise ValueError(f"`result['labels']` holds label {labels.max()} but only {len(queries)} queries were given.")
     colors = palette(max(len(queries), 1))
     base = np.clip(image.astype(np.float32), 0, 255)
     overlay = base.copy()

@@ -10,8 +10,9 @@ from etils import epath
 _DONE = "pseudo_labels.json"
 
 
-def pseudo_label_dataset(teacher, dataset, path, image_size, batch_size=8, max_masks=32, chunk_size=512,
-                         **pseudo_label_kwargs):
+def pseudo_label_dataset(
+    teacher, dataset, path, image_size, batch_size=8, max_masks=32, chunk_size=512, **pseudo_label_kwargs
+):
     """Runs a teacher over a dataset once, saves its masks under `path` and returns them as a dataset.
 
     OpenSeg trains its student on caption-only images (Localized Narratives) with masks predicted by a teacher

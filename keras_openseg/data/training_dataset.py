@@ -85,8 +85,12 @@ def make_training_dataset(
         raise ValueError("`sources` must hold at least one TrainingSource. Received an empty list.")
     if not 0.0 < keep_prob <= 1.0:
         raise ValueError(f"`keep_prob` must be in (0, 1]. Received: keep_prob={keep_prob}")
-    for name, value in (("image_size", image_size), ("batch_size", batch_size), ("max_masks", max_masks),
-                        ("max_words", max_words)):
+    for name, value in (
+        ("image_size", image_size),
+        ("batch_size", batch_size),
+        ("max_masks", max_masks),
+        ("max_words", max_words),
+    ):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
     if mask_size is not None and (not isinstance(mask_size, (int, np.integer)) or mask_size < 1):
@@ -99,8 +103,16 @@ def make_training_dataset(
     for index, source in enumerate(sources):
         source_seed = None if seed is None else seed + 7919 * index
         prepare = _example_fn(
-            source, table, embeddings, int(image_size), int(max_masks), int(max_words), float(keep_prob),
-            tuple(scale_range), flip, None if mask_size is None else int(mask_size),
+            source,
+            table,
+            embeddings,
+            int(image_size),
+            int(max_masks),
+            int(max_words),
+            float(keep_prob),
+            tuple(scale_range),
+            flip,
+            None if mask_size is None else int(mask_size),
         )
         dataset = source.dataset
         if shuffle_buffer:
@@ -120,7 +132,10 @@ def make_training_dataset(
     else:
         weights = np.array([s.weight for s in sources], np.float64)
         dataset = tf.data.Dataset.sample_from_datasets(
-            datasets, weights=list(weights / weights.sum()), seed=seed, stop_on_empty_dataset=True,
+            datasets,
+            weights=list(weights / weights.sum()),
+            seed=seed,
+            stop_on_empty_dataset=True,
             rerandomize_each_iteration=True,
         )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -134,9 +149,7 @@ def _split_inputs_and_targets(batch):
     return x, y
 
 
-def _example_fn(
-    source, table, embeddings, image_size, max_masks, max_words, keep_prob, scale_range, flip, mask_size
-):
+def _example_fn(source, table, embeddings, image_size, max_masks, max_words, keep_prob, scale_range, flip, mask_size):
     """The per-example map function of one source."""
     kind = source.kind
     has_captions = source.caption_words and "captions" in source.dataset.element_spec
@@ -199,7 +212,10 @@ class _CaptionWordLookup:
         if missing:
             logger.warning(
                 "%d of the %d distinct caption words of %s are not in the word table and are dropped, e.g. %s.",
-                len(missing), len(total), source_name, sorted(missing)[:5],
+                len(missing),
+                len(total),
+                source_name,
+                sorted(missing)[:5],
             )
         splits = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
         self.flat_ids = tf.constant(np.array([i for r in rows for i in r], np.int32).reshape(-1))

@@ -1,7 +1,8 @@
 """One dataset of OpenSeg's training mixture, with the words of its captions."""
 
 import dataclasses
-from typing import Mapping, Optional, Sequence
+from typing import Mapping
+from typing import Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -41,7 +42,7 @@ class TrainingSource:
     """
 
     dataset: tf.data.Dataset
-    caption_words: Optional[Mapping[str, Sequence[str]]] = None
+    caption_words: Mapping[str, Sequence[str]] | None = None
     weight: float = 1.0
     name: str = "source"
 
@@ -61,7 +62,7 @@ class TrainingSource:
 
     @property
     def kind(self):
-        """"panoptic", "masks" or "captions": where the source's mask targets come from."""
+        """ "panoptic", "masks" or "captions": where the source's mask targets come from."""
         spec = self.dataset.element_spec
         if "panoptic_image" in spec:
             return "panoptic"
@@ -71,7 +72,14 @@ class TrainingSource:
 
     @classmethod
     def from_tfds(
-        cls, name, split="train", extractor=None, data_dir=None, weight=1.0, download=True, shuffle_files=True,
+        cls,
+        name,
+        split="train",
+        extractor=None,
+        data_dir=None,
+        weight=1.0,
+        download=True,
+        shuffle_files=True,
         seed=None,
     ):
         """A source reading a tfds dataset, with its caption words extracted once and cached beside it.

@@ -110,9 +110,7 @@ def run(args):
         print(f"keras-openseg build-dataset: error: {error}", file=sys.stderr)
         return 2
     try:
-        builder = build_dataset(
-            args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config
-        )
+        builder = build_dataset(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config)
     except ManualDirError as error:
         print(f"keras-openseg build-dataset: error: {error}", file=sys.stderr)
         return 2
@@ -121,6 +119,8 @@ def run(args):
     print(f"{info.full_name} ready in {builder.data_dir} ({splits} examples).")
     for split, report in (info.metadata or {}).get("data_report", {}).items():
         print(f"  {split}: {report}")
-    print(f'Load it with: import keras_openseg.datasets; tfds.load("{info.full_name.rsplit("/", 1)[0]}", '
-          f'data_dir="{builder.data_dir_root}")')
+    print(
+        f'Load it with: import keras_openseg.datasets; tfds.load("{info.full_name.rsplit("/", 1)[0]}", '
+        f'data_dir="{builder.data_dir_root}")'
+    )
     return 0

@@ -43,9 +43,7 @@ class MeanIoU:
         if int(num_classes) < 1:
             raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}.")
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"`class_names` must have `num_classes`={num_classes} entries, got {len(class_names)}."
-            )
+            raise ValueError(f"`class_names` must have `num_classes`={num_classes} entries, got {len(class_names)}.")
         self.num_classes = int(num_classes)
         self.ignore_label = ignore_label
         self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
@@ -59,9 +57,7 @@ class MeanIoU:
         y_true = to_numpy(y_true).astype(np.int64)
         y_pred = to_numpy(y_pred).astype(np.int64)
         if y_true.shape != y_pred.shape:
-            raise ValueError(
-                f"`y_true` and `y_pred` must have the same shape, got {y_true.shape} and {y_pred.shape}."
-            )
+            raise ValueError(f"`y_true` and `y_pred` must have the same shape, got {y_true.shape} and {y_pred.shape}.")
         if self.ignore_label is not None:
             keep = y_true != self.ignore_label
             y_true, y_pred = y_true[keep], y_pred[keep]
@@ -90,8 +86,7 @@ class MeanIoU:
     def per_class_iou_table(self):
         """`{class_name: IoU or None}` in class order (None where the class has no IoU)."""
         return {
-            name: (None if np.isnan(iou) else float(iou))
-            for name, iou in zip(self.class_names, self.per_class_iou())
+            name: (None if np.isnan(iou) else float(iou)) for name, iou in zip(self.class_names, self.per_class_iou())
         }
 
     def result(self, classes=None):

@@ -57,9 +57,7 @@ class FPNFusion(keras.layers.Layer):
 
     def _select(self, inputs, argument="inputs"):
         if not isinstance(inputs, dict):
-            raise ValueError(
-                f"`{argument}` must be a dict level name -> features. Received: {type(inputs).__name__}"
-            )
+            raise ValueError(f"`{argument}` must be a dict level name -> features. Received: {type(inputs).__name__}")
         # `run_layer_test` and keras' build pass shapes keyed "P2_shape"; accept both spellings.
         by_level = {str(key).split("_")[0]: value for key, value in inputs.items()}
         missing = [level for level in self.levels if level not in by_level]

@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-
 # Keys per block of the cross-attention's softmax (see `BlockwiseKeyAttention`).
 _KEY_BLOCK_SIZE = 2048
 
@@ -106,9 +105,7 @@ class MaskCrossAttentionBlock(keras.layers.Layer):
     (2, 4, 8)
     """
 
-    def __init__(
-        self, hidden_dim, num_heads, mlp_dim, dropout=0.0, self_attention=False, activation="relu", **kwargs
-    ):
+    def __init__(self, hidden_dim, num_heads, mlp_dim, dropout=0.0, self_attention=False, activation="relu", **kwargs):
         super().__init__(**kwargs)
         if hidden_dim % num_heads:
             raise ValueError(

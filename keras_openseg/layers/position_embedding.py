@@ -21,8 +21,10 @@ def sincos_position_table(height, width, dim, max_period=10000.0):
     y = code(np.arange(height, dtype=np.float64))
     x = code(np.arange(width, dtype=np.float64))
     table = np.concatenate(
-        [np.broadcast_to(y[:, None, :], (height, width, 2 * quarter)),
-         np.broadcast_to(x[None, :, :], (height, width, 2 * quarter))],
+        [
+            np.broadcast_to(y[:, None, :], (height, width, 2 * quarter)),
+            np.broadcast_to(x[None, :, :], (height, width, 2 * quarter)),
+        ],
         axis=-1,
     )
     return table[..., :dim].astype("float32")

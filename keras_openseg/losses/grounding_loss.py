@@ -11,9 +11,7 @@ def _l2_normalize(x):
 
 def _check_inputs(region_embeddings, word_embeddings, word_valid):
     if len(region_embeddings.shape) != 3:
-        raise ValueError(
-            f"`region_embeddings` must be [B, N, D]. Received shape {tuple(region_embeddings.shape)}."
-        )
+        raise ValueError(f"`region_embeddings` must be [B, N, D]. Received shape {tuple(region_embeddings.shape)}.")
     if len(word_embeddings.shape) != 3:
         raise ValueError(f"`word_embeddings` must be [B, K, D]. Received shape {tuple(word_embeddings.shape)}.")
 
@@ -109,9 +107,7 @@ def _blockwise_scores(region_embeddings, word_blocks, valid_blocks, temperature)
             weighted = f_gradient[:, :, :, None, :] * attention  # [G, a, c, N, K]
             centered = similarity - word_scores
             similarity_gradient = weighted * (1.0 + centered / temperature)
-            region_gradient = region_gradient + ops.einsum(
-                "gacnk,gckd->gand", similarity_gradient, word_embeddings
-            )
+            region_gradient = region_gradient + ops.einsum("gacnk,gckd->gand", similarity_gradient, word_embeddings)
             block_word_gradient = ops.einsum("gacnk,gand->gckd", similarity_gradient, region_embeddings)
             word_gradients = ops.slice_update(word_gradients, (index, 0, 0, 0, 0), block_word_gradient[None])
             temperature_gradient = temperature_gradient - ops.sum(weighted * similarity * centered) / temperature**2
@@ -209,9 +205,7 @@ def grounding_loss(region_embeddings, word_embeddings, word_valid=None, temperat
     elif not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"`group_size` must be a positive int or None. Received: group_size={group_size!r}")
     elif isinstance(batch_size, int) and batch_size % group_size:
-        raise ValueError(
-            f"`group_size` must divide the batch size {batch_size}. Received: group_size={group_size}"
-        )
+        raise ValueError(f"`group_size` must divide the batch size {batch_size}. Received: group_size={group_size}")
 
     def grouped(x):
         return ops.reshape(x, (-1, group_size) + tuple(ops.shape(x)[1:]))

@@ -161,8 +161,7 @@ class OpenSegModel(OpenSegTask):
         if not isinstance(x, dict) or "word_embeddings" not in x:
             received = sorted(x) if isinstance(x, dict) else type(x).__name__
             raise ValueError(
-                "OpenSegModel trains on x = {'images', 'word_embeddings', 'word_valid'}. Received x: "
-                f"{received}."
+                f"OpenSegModel trains on x = {{'images', 'word_embeddings', 'word_valid'}}. Received x: {received}."
             )
         check_labels(y, type(self).__name__)
         masks = ops.sigmoid(ops.cast(y_pred["mask_logits"], "float32"))
@@ -204,9 +203,7 @@ class OpenSegModel(OpenSegTask):
         for index, query in enumerate(queries):
             names = [query] if isinstance(query, str) else list(query) if isinstance(query, (list, tuple)) else None
             if names is None or not all(isinstance(name, str) for name in names):
-                raise ValueError(
-                    f"`queries[{index}]` must be a string or a list of strings. Received: {query!r}"
-                )
+                raise ValueError(f"`queries[{index}]` must be a string or a list of strings. Received: {query!r}")
             if not names or not all(name.strip() for name in names):
                 raise ValueError(
                     f"`queries[{index}]` = {query!r} has no text to embed: every category needs at least one "

@@ -125,9 +125,7 @@ class OpenSegTeacher(OpenSegTask):
         # Keras sums the replicas' gradients under tf.distribute: each replica reports loss / R.
         return scale_loss_for_replicas(self._add_regularization(dice))
 
-    def pseudo_label(
-        self, images, max_masks=32, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5, batch_size=8
-    ):
+    def pseudo_label(self, images, max_masks=32, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5, batch_size=8):
         """Confident, de-duplicated masks for caption-only images, as student labels (sec. 3.3).
 
         Each proposal is scored by its mean probability over its own pixels; proposals under
@@ -170,4 +168,3 @@ class OpenSegTeacher(OpenSegTask):
         config = super().get_config()
         config.update({"matching": self.matching, "dice_smooth": self.dice_smooth})
         return config
-

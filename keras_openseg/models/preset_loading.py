@@ -201,4 +201,3 @@ class OpenSegPresetMixin:
         if issubclass(cls, Backbone):
             return backbone
         return cls(**task_kwargs)
-

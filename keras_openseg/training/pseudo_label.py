@@ -75,8 +75,12 @@ def write_pseudo_labels(
     from keras_openseg.data.pseudo_labels import _label_batch
     from keras_openseg.data.pseudo_labels import _save_chunk
 
-    for name, value in (("image_size", image_size), ("batch_size", batch_size), ("max_masks", max_masks),
-                        ("shard_size", shard_size)):
+    for name, value in (
+        ("image_size", image_size),
+        ("batch_size", batch_size),
+        ("max_masks", max_masks),
+        ("shard_size", shard_size),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
     index_path = os.path.join(output, INDEX_FILE)

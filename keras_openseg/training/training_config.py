@@ -3,7 +3,7 @@
 import dataclasses
 import json
 import os
-from typing import Optional, Tuple
+from typing import Tuple
 
 MIXED_PRECISION = (None, "bfloat16", "float16")
 OPTIMIZERS = ("sgd", "adamw")
@@ -75,7 +75,7 @@ class TrainingConfig:
     """
 
     datasets: Tuple[str, ...] = ("openseg_shapes",)
-    data_dir: Optional[str] = None
+    data_dir: str | None = None
     split: str = "train"
     pseudo_labels: Tuple[str, ...] = ()
     image_size: int = 640
@@ -87,23 +87,23 @@ class TrainingConfig:
     weight_decay: float = 1e-5
     momentum: float = 0.9
     optimizer: str = "sgd"
-    warmup_steps: Optional[int] = None
-    clip_norm: Optional[float] = 1.0
+    warmup_steps: int | None = None
+    clip_norm: float | None = 1.0
     keep_prob: float = 0.5
     alpha: float = 1.0
     sync_loss: bool = False
-    group_size: Optional[int] = None
+    group_size: int | None = None
     max_masks: int = 32
     max_words: int = 16
     seed: int = 0
-    mixed_precision: Optional[str] = None
+    mixed_precision: str | None = None
     freeze_image_encoder: bool = False
     checkpoint_every: int = 500
     log_every: int = 50
     teacher: bool = False
     architecture: str = "tiny"
-    embedding_dim: Optional[int] = None
-    text_encoder: Optional[str] = None
+    embedding_dim: int | None = None
+    text_encoder: str | None = None
     resume: bool = False
 
     def __post_init__(self):

@@ -20,13 +20,23 @@ from _timing import print_table  # noqa: E402
 
 def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
     measured = {
-        "backend": "jax", "config": "tiny", "dtype": "float32", "device": "cpu", "batch_size": 2,
+        "backend": "jax",
+        "config": "tiny",
+        "dtype": "float32",
+        "device": "cpu",
+        "batch_size": 2,
         "seconds": {"openseg": 0.5, "deeplab": 0.25, "encoder": 0.1, "train": 2.0},
-        "matmul_peak_gflops": 100.0, "matmul_peaks": [100.0], "load_before": 1.0, "load_after": 1.0,
+        "matmul_peak_gflops": 100.0,
+        "matmul_peaks": [100.0],
+        "load_before": 1.0,
+        "load_after": 1.0,
         "piece_seconds": {"encoder": 0.1, "mask_pooling": 0.3},
     }
     flops = {
-        "openseg": {"flops": 40e9}, "deeplab": {"flops": 10e9}, "encoder": {"flops": 6e9}, "train": {"flops": 120e9},
+        "openseg": {"flops": 40e9},
+        "deeplab": {"flops": 10e9},
+        "encoder": {"flops": 6e9},
+        "train": {"flops": 120e9},
         "pieces": {"encoder": {"flops": 6e9}, "mask_pooling": {"flops": 3e9}},
     }
     row = throughput.summarize(measured, flops)
@@ -63,7 +73,12 @@ def test_throughput_tiny_config():
     result = throughput.measure("tiny", "float32", breakdown=True, repeats=1)
     assert set(result["seconds"]) == {"openseg", "deeplab", "encoder", "train"}
     assert set(result["piece_seconds"]) == {
-        "encoder", "fpn_fusion", "mask_head+pe", "region_head", "mask_decoder", "mask_pooling",
+        "encoder",
+        "fpn_fusion",
+        "mask_head+pe",
+        "region_head",
+        "mask_decoder",
+        "mask_pooling",
     }
     flops = result.get("flops")
     if keras.backend.backend() == "jax":

@@ -30,7 +30,7 @@ def test_native_size_is_padded_to_the_divisor_with_ignore_labels():
     assert batch["images"].shape == (2, 64, 96, 3) and batch["images"].dtype == np.float32
     assert batch["semantic"].shape == (2, 64, 96) and batch["semantic"].dtype == np.int32
     np.testing.assert_array_equal(batch["valid_size"], [[40, 70], [33, 20]])
-    expected = (np.arange(40 * 70).reshape(40, 70) % 3)
+    expected = np.arange(40 * 70).reshape(40, 70) % 3
     np.testing.assert_array_equal(batch["semantic"][0, :40, :70], expected)
     assert np.all(batch["semantic"][0, 40:] == 255) and np.all(batch["semantic"][0, :, 70:] == 255)
     assert np.all(batch["semantic"][1, 33:] == 255) and np.all(batch["images"][1, 33:] == 0)

@@ -39,8 +39,9 @@ def _images():
 
 def test_pseudo_labels_are_saved_reused_and_trainable(tmp_path):
     teacher = ThresholdTeacher()
-    dataset = pseudo_label_dataset(teacher, _images(), tmp_path / "labels", image_size=32, batch_size=2, max_masks=3,
-                                   chunk_size=2)
+    dataset = pseudo_label_dataset(
+        teacher, _images(), tmp_path / "labels", image_size=32, batch_size=2, max_masks=3, chunk_size=2
+    )
     examples = list(dataset.as_numpy_iterator())
     assert teacher.calls == 2 and len(examples) == 3
     assert [e["image"].shape for e in examples] == [(16, 32, 3), (32, 32, 3), (32, 11, 3)]

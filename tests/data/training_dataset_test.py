@@ -99,8 +99,15 @@ def test_words_are_kept_with_probability_keep_prob(make_table, keep_prob):
     caption = _all_words_caption()
     source = _source(_caption_examples(400, [caption]), {caption: WORDS})
     dataset = make_training_dataset(
-        source, make_table(WORDS), image_size=16, batch_size=100, max_masks=2, max_words=40, keep_prob=keep_prob,
-        seed=1, repeat=False,
+        source,
+        make_table(WORDS),
+        image_size=16,
+        batch_size=100,
+        max_masks=2,
+        max_words=40,
+        keep_prob=keep_prob,
+        seed=1,
+        repeat=False,
     )
     kept = np.concatenate([x["word_valid"].sum(axis=1) for x, _ in _first(dataset, 4)])
     assert abs(kept.mean() / len(WORDS) - keep_prob) < 0.03
@@ -110,8 +117,11 @@ def test_words_are_kept_with_probability_keep_prob(make_table, keep_prob):
 def test_word_embeddings_are_rows_of_the_table_and_padding_is_zero(make_table):
     table = make_table(WORDS)
     source = _source(_caption_examples(8, ["a b c"]), {"a b c": ["word3", "word5", "word9"]})
-    (x, _), = _first(make_training_dataset(
-        source, table, image_size=16, batch_size=8, max_masks=2, max_words=5, keep_prob=1.0, seed=0))
+    ((x, _),) = _first(
+        make_training_dataset(
+            source, table, image_size=16, batch_size=8, max_masks=2, max_words=5, keep_prob=1.0, seed=0
+        )
+    )
     np.testing.assert_array_equal(x["word_valid"], np.tile([True, True, True, False, False], (8, 1)))
     for row in x["word_embeddings"]:
         distances = np.linalg.norm(row[:3, None] - table.embeddings[None], axis=-1)
@@ -124,12 +134,18 @@ def test_word_embeddings_are_rows_of_the_table_and_padding_is_zero(make_table):
 def test_word_dropping_keeps_one_word_and_truncates_to_max_words(make_table):
     caption = _all_words_caption()
     few = _source(_caption_examples(200, ["two words"]), {"two words": ["word1", "word2"]})
-    (x, _), = _first(make_training_dataset(
-        few, make_table(WORDS), image_size=16, batch_size=200, max_masks=1, max_words=3, keep_prob=0.01, seed=2))
+    ((x, _),) = _first(
+        make_training_dataset(
+            few, make_table(WORDS), image_size=16, batch_size=200, max_masks=1, max_words=3, keep_prob=0.01, seed=2
+        )
+    )
     assert np.all(x["word_valid"].sum(axis=1) == 1)
     many = _source(_caption_examples(50, [caption]), {caption: WORDS})
-    (x, _), = _first(make_training_dataset(
-        many, make_table(WORDS), image_size=16, batch_size=50, max_masks=1, max_words=3, keep_prob=1.0, seed=2))
+    ((x, _),) = _first(
+        make_training_dataset(
+            many, make_table(WORDS), image_size=16, batch_size=50, max_masks=1, max_words=3, keep_prob=1.0, seed=2
+        )
+    )
     assert np.all(x["word_valid"].sum(axis=1) == 3)
     # Truncation keeps a random subset, not always the first words.
     assert len({tuple(np.round(e[:, 0], 5)) for e in x["word_embeddings"]}) > 1
@@ -139,8 +155,11 @@ def test_word_dropping_keeps_one_word_and_truncates_to_max_words(make_table):
 def test_captions_with_no_word_and_unknown_captions_give_no_valid_word(make_table):
     examples = _caption_examples(4, ["It is."]) + _caption_examples(4, ["never extracted"])
     source = _source(examples, {"It is.": []})
-    (x, y), = _first(make_training_dataset(
-        source, make_table(WORDS), image_size=16, batch_size=8, max_masks=2, max_words=3, seed=0, shuffle_buffer=0))
+    ((x, y),) = _first(
+        make_training_dataset(
+            source, make_table(WORDS), image_size=16, batch_size=8, max_masks=2, max_words=3, seed=0, shuffle_buffer=0
+        )
+    )
     assert not x["word_valid"].any()
     assert np.all(x["word_embeddings"] == 0)
     assert not y["mask_valid"].any() and np.all(y["masks"] == 0)  # caption-only: no mask target
@@ -152,16 +171,26 @@ def test_words_missing_from_the_table_are_dropped_with_a_warning(make_table, cap
     with caplog.at_level("WARNING"):
         dataset = make_training_dataset(source, make_table(WORDS), image_size=16, batch_size=2, keep_prob=1.0, seed=0)
     assert "1 of the 2 distinct caption words" in caplog.text
-    (x, _), = _first(dataset)
+    ((x, _),) = _first(dataset)
     assert np.all(x["word_valid"].sum(axis=1) == 1)
 
 
 @pytest.mark.backend_independent
 def test_panoptic_masks_and_images_with_no_segment(make_table):
     source = _source(_panoptic_examples(4) + _panoptic_examples(4, with_segments=False))
-    (x, y), = _first(make_training_dataset(
-        source, make_table(WORDS), image_size=16, batch_size=8, max_masks=3, scale_range=(1.0, 1.0), flip=False,
-        seed=0, shuffle_buffer=0))
+    ((x, y),) = _first(
+        make_training_dataset(
+            source,
+            make_table(WORDS),
+            image_size=16,
+            batch_size=8,
+            max_masks=3,
+            scale_range=(1.0, 1.0),
+            flip=False,
+            seed=0,
+            shuffle_buffer=0,
+        )
+    )
     np.testing.assert_array_equal(y["mask_valid"][:4], np.tile([True, True, False], (4, 1)))
     assert np.all(y["masks"][:4, :2].sum(axis=(1, 2, 3)) == 16 * 16)  # the two halves cover the image
     assert not y["mask_valid"][4:].any() and np.all(y["masks"][4:] == 0)
@@ -175,9 +204,18 @@ def test_mask_source_like_teacher_pseudo_labels(make_table):
     masks[1, 4:] = 1
     example = {"image": np.zeros((16, 16, 3), np.uint8), "masks": masks, "mask_valid": np.array([True, True, False])}
     examples = [example] * 2
-    (x, y), = _first(make_training_dataset(
-        _source(examples), make_table(WORDS), image_size=16, batch_size=2, max_masks=4, scale_range=(1.0, 1.0),
-        flip=False, seed=0))
+    ((x, y),) = _first(
+        make_training_dataset(
+            _source(examples),
+            make_table(WORDS),
+            image_size=16,
+            batch_size=2,
+            max_masks=4,
+            scale_range=(1.0, 1.0),
+            flip=False,
+            seed=0,
+        )
+    )
     np.testing.assert_array_equal(y["mask_valid"], np.tile([True, True, False, False], (2, 1)))
     np.testing.assert_array_equal(y["masks"][0, 0], masks[1])  # largest first
     np.testing.assert_array_equal(y["masks"][0, 1], masks[0])
@@ -187,12 +225,22 @@ def test_mask_source_like_teacher_pseudo_labels(make_table):
 @pytest.mark.backend_independent
 def test_small_label_masks_and_empty_mask_stacks(make_table):
     empty = {"image": np.zeros((16, 16, 3), np.uint8), "masks": np.zeros((0, 16, 16), np.uint8)}
-    (_, y), = _first(make_training_dataset(
-        _source([empty] * 2), make_table(WORDS), image_size=16, batch_size=2, max_masks=3, seed=0))
+    ((_, y),) = _first(
+        make_training_dataset(_source([empty] * 2), make_table(WORDS), image_size=16, batch_size=2, max_masks=3, seed=0)
+    )
     assert y["masks"].shape == (2, 3, 16, 16) and not y["mask_valid"].any()
-    (_, y), = _first(make_training_dataset(
-        _source(_panoptic_examples(2)), make_table(WORDS), image_size=16, batch_size=2, max_masks=3, mask_size=4,
-        scale_range=(1.0, 1.0), seed=0))
+    ((_, y),) = _first(
+        make_training_dataset(
+            _source(_panoptic_examples(2)),
+            make_table(WORDS),
+            image_size=16,
+            batch_size=2,
+            max_masks=3,
+            mask_size=4,
+            scale_range=(1.0, 1.0),
+            seed=0,
+        )
+    )
     assert y["masks"].shape == (2, 3, 4, 4)
     np.testing.assert_allclose(y["masks"][:, :2].sum(axis=(1, 2, 3)), 16.0)  # fractions still cover the image
 
@@ -203,8 +251,9 @@ def test_sources_are_mixed_by_weight(make_table):
     masked = _source(_panoptic_examples(10), name="masks")
     captioned.weight = 3.0
     dataset = make_training_dataset(
-        [captioned, masked], make_table(WORDS), image_size=16, batch_size=200, max_masks=2, max_words=2, seed=3)
-    (x, y), = _first(dataset)
+        [captioned, masked], make_table(WORDS), image_size=16, batch_size=200, max_masks=2, max_words=2, seed=3
+    )
+    ((x, y),) = _first(dataset)
     from_captions = x["word_valid"].any(axis=1)
     np.testing.assert_array_equal(from_captions, ~y["mask_valid"].any(axis=1))
     assert abs(from_captions.mean() - 0.75) < 0.1
@@ -219,8 +268,8 @@ def test_a_seed_reproduces_every_epoch_and_epochs_differ(make_table):
         source.dataset = source.dataset.map(lambda e: {**e, "captions": tf.constant([caption, "a"])})
         source.caption_words = {caption: WORDS, "a": ["word1"]}
         dataset = make_training_dataset(
-            source, make_table(WORDS), image_size=16, batch_size=6, max_masks=2, max_words=8, seed=seed,
-            repeat=False)
+            source, make_table(WORDS), image_size=16, batch_size=6, max_masks=2, max_words=8, seed=seed, repeat=False
+        )
         return [_first(dataset)[0] for _ in range(2)]
 
     first, again = epochs(5), epochs(5)

@@ -27,7 +27,9 @@ def test_build_dataset_returns_the_prepared_builder(tmp_path):
     builder = build_dataset("localized_narratives/flickr30k", manual_dir=manual_dir, data_dir=tmp_path)
     assert builder.info.full_name == "localized_narratives/flickr30k/1.0.0"
     assert {split: info.num_examples for split, info in builder.info.splits.items()} == {
-        "train": 2, "validation": 1, "test": 1,
+        "train": 2,
+        "validation": 1,
+        "test": 1,
     }
     # tfds.load finds it afterwards, and a second build reuses it without needing the manual dir.
     assert len(list(tfds.load("localized_narratives/flickr30k", split="test", data_dir=tmp_path))) == 1

@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 from tensorflow_datasets import testing as tfds_testing
 
 from keras_openseg.datasets import _manual_dir

@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import math
 
 import keras
 import numpy as np
@@ -31,8 +30,11 @@ def test_per_pixel_baseline_grounds_words_in_pixels():
     words = rng.normal(size=(2, 3, 8)).astype("float32")
     x = {"images": np.zeros((2, 64, 64, 3), "float32"), "word_embeddings": words, "word_valid": np.ones((2, 3), bool)}
     y = {"masks": np.zeros((2, 4, 64, 64), "float32"), "mask_valid": np.zeros((2, 4), bool)}
-    y_pred = {"mask_logits": np.zeros((2, 8, 16, 16), "float32"), "region_embeddings": np.ones((2, 8, 8), "float32"),
-              "pixel_embeddings": pixels}
+    y_pred = {
+        "mask_logits": np.zeros((2, 8, 16, 16), "float32"),
+        "region_embeddings": np.ones((2, 8, 8), "float32"),
+        "pixel_embeddings": pixels,
+    }
     loss = float(keras.ops.convert_to_numpy(model.compute_loss(x=x, y=y, y_pred=y_pred)))
     # No valid mask: the loss is the grounding loss alone, with the 2x2-averaged pixels as the regions.
     pooled = pixels.reshape(2, 8, 2, 8, 2, 8).mean(axis=(2, 4)).reshape(2, 64, 8)
@@ -42,8 +44,15 @@ def test_per_pixel_baseline_grounds_words_in_pixels():
 
 def test_summary_table_marks_targets():
     per_class = {"circle": 0.5, "sky": 0.9}
-    result = {"miou": 0.7, "grounding_miou": 0.8, "per_class_iou": per_class, "recall@0.5": 0.9,
-              "recall@0.7": 0.5, "recall@0.9": 0.1, "held_out_miou": None}
+    result = {
+        "miou": 0.7,
+        "grounding_miou": 0.8,
+        "per_class_iou": per_class,
+        "recall@0.5": 0.9,
+        "recall@0.7": 0.5,
+        "recall@0.9": 0.1,
+        "held_out_miou": None,
+    }
     results = {
         "openseg": result,
         "openseg_unseen_synonyms": {"miou": 0.35, "grounding_miou": 0.5},
@@ -73,8 +82,17 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     assert demo.run(args) == 0
 
     metrics = json.loads((output / "metrics.json").read_text())
-    for key in ("miou", "grounding_miou", "recall@0.5", "recall@0.7", "recall@0.9", "unseen_synonyms_miou",
-                "baseline_miou", "min_class_iou", "miou_gain"):
+    for key in (
+        "miou",
+        "grounding_miou",
+        "recall@0.5",
+        "recall@0.7",
+        "recall@0.9",
+        "unseen_synonyms_miou",
+        "baseline_miou",
+        "min_class_iou",
+        "miou_gain",
+    ):
         assert isinstance(metrics[key], float), key
     # The synonym / name ratio only where the names score something (a few steps may leave mIoU ~ 0).
     ratio = metrics["synonym_ratio"]

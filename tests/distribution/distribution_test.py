@@ -46,9 +46,7 @@ def test_four_devices_match_one_device():
     # (a) the sync loss over 4 devices is the one-device loss of the global batch.
     np.testing.assert_allclose(result["distributed_sync_loss"], result["single_sync_loss"], rtol=1e-5)
     # (b) the unsync loss is the mean of the per-replica losses.
-    np.testing.assert_allclose(
-        result["distributed_unsync_loss"], np.mean(result["per_replica_losses"]), rtol=1e-5
-    )
+    np.testing.assert_allclose(result["distributed_unsync_loss"], np.mean(result["per_replica_losses"]), rtol=1e-5)
     np.testing.assert_allclose(result["single_unsync_loss"], np.mean(result["per_replica_losses"]), rtol=1e-5)
     assert abs(result["single_sync_loss"] - result["single_unsync_loss"]) > 1e-2  # the two losses differ
     # (c) one SGD step gives the one-device weights, sync and unsync.

@@ -26,7 +26,6 @@ from keras import ops  # noqa: E402
 
 from keras_openseg import distribution as distribution_lib  # noqa: E402
 from keras_openseg.layers import Temperature  # noqa: E402
-
 from keras_openseg.losses import grounding_loss  # noqa: E402
 
 GLOBAL_BATCH, NUM_REGIONS, NUM_WORDS, EMBEDDING_DIM, NUM_FEATURES = 8, 3, 4, 8, 6

@@ -4,7 +4,6 @@ See fake_openseg_model.py for how the fake model reads its answers; every expect
 hand.
 """
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from fake_openseg_model import EXAMPLES

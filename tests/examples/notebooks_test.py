@@ -85,8 +85,10 @@ def _cell_seconds(notebook):
     for cell in notebook.cells:
         timing = cell.get("metadata", {}).get("execution", {})
         if cell.cell_type == "code" and "iopub.execute_input" in timing and "shell.execute_reply" in timing:
-            start, end = (datetime.datetime.fromisoformat(timing[key].replace("Z", "+00:00")) for key in (
-                "iopub.execute_input", "shell.execute_reply"))
+            start, end = (
+                datetime.datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
+                for key in ("iopub.execute_input", "shell.execute_reply")
+            )
             seconds.append(round((end - start).total_seconds(), 1))
     return seconds
 
@@ -123,10 +125,7 @@ def test_notebook_runs(path, notebook_env, monkeypatch):
     if seconds > BUDGET_SECONDS:
         warnings.warn(f"{path.name} took {seconds:.0f} s on {keras.backend.backend()} (budget {BUDGET_SECONDS} s)")
     errors = [
-        output
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if output.get("output_type") == "error"
+        output for cell in notebook.cells for output in cell.get("outputs", []) if output.get("output_type") == "error"
     ]
     assert not errors
     assert os.environ["KERAS_BACKEND"] in "".join(

@@ -11,8 +11,9 @@ def pyramid(image_size, channels=3, batch_size=2, levels=(2, 3, 4, 5)):
     """Random features with the sizes a stride-2**l backbone with "same" padding gives (ceil division)."""
     rng = np.random.default_rng(0)
     return {
-        f"P{level}": rng.normal(size=(batch_size, -(-image_size // 2**level), -(-image_size // 2**level), channels))
-        .astype("float32")
+        f"P{level}": rng.normal(
+            size=(batch_size, -(-image_size // 2**level), -(-image_size // 2**level), channels)
+        ).astype("float32")
         for level in levels
     }
 

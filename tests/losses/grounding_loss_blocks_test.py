@@ -5,10 +5,10 @@ import importlib
 import keras
 import numpy as np
 import pytest
-from keras import ops
-
 from grounding_loss_test import numpy_grounding_loss
 from grounding_loss_test import random_case
+from keras import ops
+
 from keras_openseg.losses import grounding_loss
 
 # The module, not the function of the same name that keras_openseg.losses exports.

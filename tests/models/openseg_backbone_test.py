@@ -4,13 +4,13 @@ import keras
 import numpy as np
 import pytest
 from keras_hub.src.tests.test_case import TestCase
-
-from keras_openseg.models import OpenSegBackbone
 from tiny_openseg import EMBEDDING_DIM
 from tiny_openseg import NUM_QUERIES
 from tiny_openseg import TINY_HEAD
 from tiny_openseg import tiny_backbone
 from tiny_openseg import tiny_encoder
+
+from keras_openseg.models import OpenSegBackbone
 
 
 def sigmoid(x):

@@ -5,12 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras_hub.src.tests.test_case import TestCase
-
-from keras_openseg.layers import resize
-from keras_openseg.losses import best_match_dice_loss
-from keras_openseg.losses import grounding_loss
-from keras_openseg.models import OpenSegModel
-from keras_openseg.models import segmentation_logits
 from tiny_openseg import EMBEDDING_DIM
 from tiny_openseg import NUM_QUERIES
 from tiny_openseg import OFFSET
@@ -20,6 +14,12 @@ from tiny_openseg import images
 from tiny_openseg import tiny_model
 from tiny_openseg import tiny_teacher
 from tiny_openseg import training_batch
+
+from keras_openseg.layers import resize
+from keras_openseg.losses import best_match_dice_loss
+from keras_openseg.losses import grounding_loss
+from keras_openseg.models import OpenSegModel
+from keras_openseg.models import segmentation_logits
 
 
 def to_numpy(tree):

@@ -11,13 +11,6 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-
-from keras_openseg.models import OPENSEG_ARCHITECTURES
-from keras_openseg.models import OpenSegBackbone
-from keras_openseg.models import OpenSegModel
-from keras_openseg.models import OpenSegTeacher
-from keras_openseg.models.text_embedder import TextEmbedder
-from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 from tiny_openseg import EMBEDDING_DIM
 from tiny_openseg import OFFSET
 from tiny_openseg import SCALE
@@ -29,6 +22,13 @@ from tiny_openseg import tiny_encoder
 from tiny_openseg import tiny_model
 from tiny_openseg import tiny_teacher
 from tiny_openseg import training_batch
+
+from keras_openseg.models import OPENSEG_ARCHITECTURES
+from keras_openseg.models import OpenSegBackbone
+from keras_openseg.models import OpenSegModel
+from keras_openseg.models import OpenSegTeacher
+from keras_openseg.models.text_embedder import TextEmbedder
+from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 
 HERE = pathlib.Path(__file__).resolve().parent
 

@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 import pytest
-
-from keras_openseg.models.openseg_teacher import select_masks
 from tiny_openseg import NUM_QUERIES
 from tiny_openseg import images
 from tiny_openseg import tiny_teacher
+
+from keras_openseg.models.openseg_teacher import select_masks
 
 
 def square_logits(num_queries=5, size=8):

@@ -156,9 +156,7 @@ def make_tiny_clip_preset(path):
         vocabulary[token] = len(vocabulary)
     vocabulary["<|startoftext|>"] = len(vocabulary)
     vocabulary["<|endoftext|>"] = len(vocabulary)  # The largest id, as in CLIP (its pooler takes argmax).
-    tokenizer = keras_hub.tokenizers.CLIPTokenizer(
-        vocabulary=vocabulary, merges=["c a", "ca t</w>", "d o", "do g</w>"]
-    )
+    tokenizer = keras_hub.tokenizers.CLIPTokenizer(vocabulary=vocabulary, merges=["c a", "ca t</w>", "d o", "do g</w>"])
     keras.utils.set_random_seed(2)
     clip = keras_hub.models.CLIPBackbone(
         vision_encoder=keras_hub.models.CLIPVisionEncoder(

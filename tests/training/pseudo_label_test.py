@@ -39,12 +39,29 @@ def caption_images(count=10, size=16):
 def test_shards_index_and_resume(tmp_path):
     output = str(tmp_path / "pseudo")
     with pytest.raises(KeyboardInterrupt):
-        write_pseudo_labels(BrightnessTeacher(fail_after=6), caption_images(), output, image_size=16, batch_size=2,
-                            max_masks=3, shard_size=4, verbose=0)
+        write_pseudo_labels(
+            BrightnessTeacher(fail_after=6),
+            caption_images(),
+            output,
+            image_size=16,
+            batch_size=2,
+            max_masks=3,
+            shard_size=4,
+            verbose=0,
+        )
     assert sorted(os.listdir(output)) == ["chunk-00000"]  # the finished shard only, no index
     teacher = BrightnessTeacher()
-    index = write_pseudo_labels(teacher, caption_images(), output, image_size=16, batch_size=2, max_masks=3,
-                                shard_size=4, num_examples=10, verbose=0)
+    index = write_pseudo_labels(
+        teacher,
+        caption_images(),
+        output,
+        image_size=16,
+        batch_size=2,
+        max_masks=3,
+        shard_size=4,
+        num_examples=10,
+        verbose=0,
+    )
     assert teacher.images_seen == 6  # shard 0 was skipped
     assert index == {"chunks": 3, "examples": 10, "image_size": 16, "max_masks": 3}
     examples = list(load_pseudo_labels(output).as_numpy_iterator())

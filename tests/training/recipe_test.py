@@ -6,14 +6,14 @@ import os
 import keras
 import numpy as np
 import pytest
+from training_fakes import WhitespaceExtractor
+from training_fakes import random_word_table
 
 from keras_openseg.data import load_pseudo_labels
 from keras_openseg.training import TrainingConfig
 from keras_openseg.training import cli
 from keras_openseg.training import pseudo_label
 from keras_openseg.training import train
-from training_fakes import WhitespaceExtractor
-from training_fakes import random_word_table
 
 
 def tiny_config(data_dir, output, **changes):
@@ -71,13 +71,37 @@ def parse(module, *flags):
 def test_teacher_pseudo_labels_student(shapes_data_dir, tmp_path):
     common = ["--data-dir", shapes_data_dir, "--image-size", 32, "--batch-size", 2, "--max-masks", 3]
     # 1. The teacher learns masks only.
-    teacher_args = parse(cli, "--teacher", "--dataset", "openseg_shapes/tiny", "--steps", 2, "--output",
-                         tmp_path / "teacher", "--embedding-dim", 8, *common)
+    teacher_args = parse(
+        cli,
+        "--teacher",
+        "--dataset",
+        "openseg_shapes/tiny",
+        "--steps",
+        2,
+        "--output",
+        tmp_path / "teacher",
+        "--embedding-dim",
+        8,
+        *common,
+    )
     assert cli.run(teacher_args) == 0
     # 2. Its masks for caption images, in shards of 4.
-    label_args = parse(pseudo_label, "--teacher", tmp_path / "teacher" / "preset", "--dataset", "openseg_shapes/tiny",
-                       "--output", tmp_path / "pseudo", "--limit", 8, "--shard-size", 4, "--score-threshold", 0.0,
-                       *common)
+    label_args = parse(
+        pseudo_label,
+        "--teacher",
+        tmp_path / "teacher" / "preset",
+        "--dataset",
+        "openseg_shapes/tiny",
+        "--output",
+        tmp_path / "pseudo",
+        "--limit",
+        8,
+        "--shard-size",
+        4,
+        "--score-threshold",
+        0.0,
+        *common,
+    )
     assert pseudo_label.run(label_args) == 0
     assert sorted(name for name in os.listdir(tmp_path / "pseudo") if name.startswith("chunk")) == [
         "chunk-00000",

@@ -152,11 +152,14 @@ class ADE20K(tfds.core.GeneratorBasedBuilder):
                 class_mask = decode_class_mask(_manual_dir.decode_image(manual_dir, label_file), label_file)
                 semantic = _lookup(class_mask_to_semantic, class_mask, label_file)
             _check_same_size(image, semantic, label_file)
-            yield image_path.stem, {
-                "image": image,
-                "image/filename": image_path.name,
-                "semantic": semantic[..., None],
-            }
+            yield (
+                image_path.stem,
+                {
+                    "image": image,
+                    "image/filename": image_path.name,
+                    "semantic": semantic[..., None],
+                },
+            )
 
 
 def ade150_semantic(annotation, path="the annotation PNG"):

@@ -138,17 +138,18 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
             if not image_captions:
                 report["images_without_captions"] += 1
                 uncaptioned_ids.append(image_id)
-                logging.warning(
-                    "%s: image %d has no caption in captions_%s.json", self.name, image_id, coco_split
-                )
+                logging.warning("%s: image %d has no caption in captions_%s.json", self.name, image_id, coco_split)
             report["examples"] += 1
-            yield image_id, {
-                "image": _manual_dir.read_image_bytes(manual_dir, f"{coco_split}/{image['file_name']}"),
-                "image/id": image_id,
-                "panoptic_image": png,
-                "segments": [_segment(info, image) for info in annotation["segments_info"]],
-                "captions": image_captions,
-            }
+            yield (
+                image_id,
+                {
+                    "image": _manual_dir.read_image_bytes(manual_dir, f"{coco_split}/{image['file_name']}"),
+                    "image/id": image_id,
+                    "panoptic_image": png,
+                    "segments": [_segment(info, image) for info in annotation["segments_info"]],
+                    "captions": image_captions,
+                },
+            )
 
         unannotated = len(images.keys() - {annotation["image_id"] for annotation in panoptic["annotations"]})
         report["images_without_panoptic_annotation"] += unannotated

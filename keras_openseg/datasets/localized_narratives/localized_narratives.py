@@ -158,12 +158,15 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
                     logging.warning("%s: no image %s for its narrative", self.info.full_name, image_path)
                 continue
             report["examples"] += 1
-            yield image_id, {
-                "image": _manual_dir.read_image_bytes(manual_dir, image_path),
-                "image/id": part["image_id"](image_id),
-                "image/filename": file_name,
-                "captions": captions[image_id],
-            }
+            yield (
+                image_id,
+                {
+                    "image": _manual_dir.read_image_bytes(manual_dir, image_path),
+                    "image/id": part["image_id"](image_id),
+                    "image/filename": file_name,
+                    "captions": captions[image_id],
+                },
+            )
 
         if captions and not report["examples"]:
             raise _manual_dir.ManualDirError(
@@ -180,5 +183,9 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
         if missing_ids:
             logging.warning(
                 "%s/%s: %d of %d narrated images are not in %s; they are left out (see info.metadata)",
-                self.info.full_name, split, len(missing_ids), len(captions), images_dir,
+                self.info.full_name,
+                split,
+                len(missing_ids),
+                len(captions),
+                images_dir,
             )

@@ -119,14 +119,17 @@ class OpenSegShapes(tfds.core.GeneratorBasedBuilder):
             example = world.render_example(
                 split, index, config.image_size, max_objects=config.max_objects, object_size=config.object_size
             )
-            yield index, {
-                "image": _png(example["image"]),
-                "image/id": offset + index,
-                "panoptic_image": _png(example["panoptic_image"]),
-                "segments": [{**s, "bbox": tfds.features.BBox(*s["bbox"])} for s in example["segments"]],
-                "captions": example["captions"],
-                "semantic": _png(example["semantic"][..., 0]),
-            }
+            yield (
+                index,
+                {
+                    "image": _png(example["image"]),
+                    "image/id": offset + index,
+                    "panoptic_image": _png(example["panoptic_image"]),
+                    "segments": [{**s, "bbox": tfds.features.BBox(*s["bbox"])} for s in example["segments"]],
+                    "captions": example["captions"],
+                    "semantic": _png(example["semantic"][..., 0]),
+                },
+            )
 
 
 Builder = OpenSegShapes  # the name tfds looks for in a `*_dataset_builder.py` module

@@ -89,12 +89,27 @@ UNSEEN_SYNONYMS = {
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "big": ("big", "large", "huge")}
 TEXTURE_WORDS = {"striped": ("striped",), "dotted": ("dotted", "polka-dot")}
 PREFIXES = (
-    "a photo of", "an image of", "a picture of", "a drawing of", "a rendering of", "a simple illustration of",
-    "a close-up of", "we can see", "this shows", "here we see", "look at",
+    "a photo of",
+    "an image of",
+    "a picture of",
+    "a drawing of",
+    "a rendering of",
+    "a simple illustration of",
+    "a close-up of",
+    "we can see",
+    "this shows",
+    "here we see",
+    "look at",
 )
 SUFFIXES = (
-    "on a sunny day", "in the afternoon", "in this scene", "at noon", "in bright light", "in a cartoon style",
-    "for the children", "on a quiet morning",
+    "on a sunny day",
+    "in the afternoon",
+    "in this scene",
+    "at noon",
+    "in bright light",
+    "in a cartoon style",
+    "for the children",
+    "on a quiet morning",
 )
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
@@ -164,8 +179,13 @@ def render_example(split, index, image_size, max_objects=3, object_size=(0.3, 0.
         rows, cols = np.nonzero(in_row[index])[0], np.nonzero(in_column[index])[0]
         bbox = np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], np.float64) / size
         segments.append(
-            {"id": int(panoptic_ids[index]), "category_id": int(category_ids[index]), "area": int(areas[index]),
-             "is_crowd": False, "bbox": bbox}
+            {
+                "id": int(panoptic_ids[index]),
+                "category_id": int(category_ids[index]),
+                "area": int(areas[index]),
+                "is_crowd": False,
+                "bbox": bbox,
+            }
         )
     palette = np.stack([panoptic_ids % 256, panoptic_ids // 256 % 256, panoptic_ids // 65536], -1).astype(np.uint8)
     panoptic = palette[segment_map]
@@ -287,9 +307,7 @@ def _place_objects(rng, size, xs, ys, split, max_objects, object_size):
             radius = fraction * size / 2
             center = rng.uniform(radius * 0.4, size - radius * 0.4, size=2)
             reach = 1.1 * radius
-            box = tuple(
-                slice(int(max(0, np.floor(c - reach))), int(min(size, np.ceil(c + reach)))) for c in center
-            )
+            box = tuple(slice(int(max(0, np.floor(c - reach))), int(min(size, np.ceil(c + reach)))) for c in center)
             mask = np.zeros((size, size), bool)
             mask[box] = _shape_mask(shape, center, radius, rng.uniform(0, 2 * np.pi), xs[box], ys[box])
             if mask.sum() < 0.6 * _shape_area(shape, radius):  # mostly inside the frame
@@ -305,9 +323,17 @@ def _place_objects(rng, size, xs, ys, split, max_objects, object_size):
                 o["occluded_by"] = shape
             o["mask"] = o["mask"] & ~mask
         objects.append(
-            {"class": shape, "color": color, "texture": str(rng.choice(TEXTURES, p=[0.5, 0.25, 0.25])),
-             "size": _size_word(fraction, object_size), "center": center, "radius": radius, "box": box,
-             "mask": mask, "occluded_by": None}
+            {
+                "class": shape,
+                "color": color,
+                "texture": str(rng.choice(TEXTURES, p=[0.5, 0.25, 0.25])),
+                "size": _size_word(fraction, object_size),
+                "center": center,
+                "radius": radius,
+                "box": box,
+                "mask": mask,
+                "occluded_by": None,
+            }
         )
     return objects
 
@@ -354,8 +380,7 @@ def _shape_mask(shape, center, radius, angle, xs, ys):
     elif shape == "cross":
         w, e = 0.36, 0.95
         unit = np.array(
-            [[-e, -w], [-e, w], [-w, w], [-w, e], [w, e], [w, w], [e, w], [e, -w], [w, -w], [w, -e], [-w, -e],
-             [-w, -w]]
+            [[-e, -w], [-e, w], [-w, w], [-w, e], [w, e], [w, w], [e, w], [e, -w], [w, -w], [w, -e], [-w, -e], [-w, -w]]
         )
     else:
         raise ValueError(f"unknown shape {shape!r}")

@@ -130,11 +130,14 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
             mat_path = f"{_ROOT}/trainval/{image_id}.mat"
             label_map = read_label_map(manual_dir, mat_path)
             _check_same_size(image, label_map, mat_path)
-            yield image_id, {
-                "image": image,
-                "image/filename": f"{image_id}.jpg",
-                "semantic": label_map_to_semantic[label_map][..., None],
-            }
+            yield (
+                image_id,
+                {
+                    "image": image,
+                    "image/filename": f"{image_id}.jpg",
+                    "semantic": label_map_to_semantic[label_map][..., None],
+                },
+            )
 
 
 def label_map_lookup_table(config_name):

@@ -122,11 +122,14 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
         image_ids = (manual_dir / list_path).read_text().split()
         for image_id in image_ids:
             label_path = f"{_ROOT}/SegmentationClass/{image_id}.png"
-            yield image_id, {
-                "image": _manual_dir.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg"),
-                "image/filename": f"{image_id}.jpg",
-                "semantic": read_class_indices(_manual_dir.decode_image(manual_dir, label_path), label_path),
-            }
+            yield (
+                image_id,
+                {
+                    "image": _manual_dir.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg"),
+                    "image/filename": f"{image_id}.jpg",
+                    "semantic": read_class_indices(_manual_dir.decode_image(manual_dir, label_path), label_path),
+                },
+            )
 
 
 def read_class_indices(pixels, path="the label PNG"):
