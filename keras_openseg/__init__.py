@@ -11,22 +11,41 @@ Where things live:
     evaluation/  MeanIoU, GroundingMeanIoU, ProposalRecall, evaluate()
     training/    TrainingConfig, train(): the paper's recipe with model.fit
     distribution.py, export.py, visualization.py, demo.py, cli.py
+
+The public names below are imported on first use (PEP 562), not by `import keras_openseg`: Keras, and with it
+TensorFlow, JAX or PyTorch, loads only when a model, layer or loss is touched, so `keras-openseg --help` is fast
+and `KERAS_BACKEND` can still be set after `import keras_openseg`.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from keras_openseg import layers
-from keras_openseg import losses
-from keras_openseg import models
-from keras_openseg import text
-from keras_openseg.models import OpenSegBackbone
-from keras_openseg.models import OpenSegModel
-from keras_openseg.models import OpenSegTeacher
-from keras_openseg.models import TextEmbedder
-from keras_openseg.models import segmentation_logits
-from keras_openseg.text import CaptionWordExtractor
-from keras_openseg.text import WordEmbeddingTable
-from keras_openseg.visualization import visualize
+# public name -> module that defines it
+_PUBLIC_NAMES = {
+    "CaptionWordExtractor": "keras_openseg.text",
+    "OpenSegBackbone": "keras_openseg.models",
+    "OpenSegModel": "keras_openseg.models",
+    "OpenSegTeacher": "keras_openseg.models",
+    "TextEmbedder": "keras_openseg.models",
+    "WordEmbeddingTable": "keras_openseg.text",
+    "segmentation_logits": "keras_openseg.models.segmentation_logits",
+    "visualize": "keras_openseg.visualization",
+}
+# sub-packages and modules reachable as attributes, e.g. `keras_openseg.layers.MaskPooling`
+_SUBMODULES = (
+    "data",
+    "datasets",
+    "distribution",
+    "evaluation",
+    "export",
+    "layers",
+    "losses",
+    "models",
+    "text",
+    "training",
+    "visualization",
+)
 
 __all__ = [
     "CaptionWordExtractor",
@@ -42,3 +61,18 @@ __all__ = [
     "text",
     "visualize",
 ]
+
+
+def __getattr__(name):
+    if name in _PUBLIC_NAMES:
+        value = getattr(importlib.import_module(_PUBLIC_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC_NAMES) | set(_SUBMODULES))
