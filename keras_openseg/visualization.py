@@ -1,4 +1,4 @@
-"""Overlays of open-vocabulary segmentations, and the `keras-openseg segment` command.
+"""Overlays of open-vocabulary segmentations (`keras-openseg segment`, in `segment_cli.py`, writes them).
 
 `visualize(image, result, queries)` turns one image and its `OpenSegModel.segment` result into an RGB
 array: the label map blended over the image in a fixed palette, with a legend of the queries that won any
@@ -8,14 +8,10 @@ Example:
 
 ```python
 result = model.segment(images, queries=["cat", ["person", "man"], "grass"])
-overlay = keras_openseg.visualize(images[0], {k: v[0] for k, v in result.items()},
-                                  ["cat", "person", "grass"])
+overlay = keras_openseg.visualize(images[0], {"labels": result["labels"][0]}, ["cat", "person", "grass"])
 PIL.Image.fromarray(overlay).save("overlay.png")
 ```
 """
-
-import os
-import pathlib
 
 import numpy as np
 from PIL import Image
@@ -142,59 +138,3 @@ def _append_legend(overlay, entries):
     canvas[: overlay.shape[0], : overlay.shape[1]] = overlay
     canvas[:, overlay.shape[1] :] = np.asarray(panel)
     return canvas
-
-
-def parse_queries(text):
-    """`"cat; person, man, woman; grass"` -> `["cat", ["person", "man", "woman"], "grass"]`."""
-    queries = []
-    for category in text.split(";"):
-        names = [name.strip() for name in category.split(",") if name.strip()]
-        if names:
-            queries.append(names[0] if len(names) == 1 else names)
-    if not queries:
-        raise ValueError(f"--queries {text!r} names no category; separate categories with ';'.")
-    return queries
-
-
-def add_arguments(parser):
-    parser.add_argument("images", nargs="+", help="image files (JPEG/PNG)")
-    parser.add_argument("--preset", required=True, help="OpenSegModel preset: local dir, kaggle://, hf://")
-    parser.add_argument(
-        "--queries", required=True, help='categories separated by ";", synonyms by ",": "cat; person, man; grass"'
-    )
-    parser.add_argument("--output", default="segment_output", help="folder for overlays and label maps")
-    parser.add_argument("--top-proposals", type=int, default=0, help="draw the K most confident proposals")
-    parser.add_argument("--no-proposals", action="store_true", help="per-pixel embeddings instead of proposals")
-
-
-def run(args):
-    from keras_openseg.models import OpenSegModel
-
-    queries = parse_queries(args.queries)
-    missing = [path for path in args.images if not os.path.isfile(path)]
-    if missing:
-        raise SystemExit(f"keras-openseg segment: no such image file: {', '.join(missing)}")
-    model = OpenSegModel.from_preset(args.preset)
-    output = pathlib.Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    for path in args.images:
-        image = np.asarray(Image.open(path).convert("RGB"))
-        result = model.segment([image], queries=queries, use_proposals=not args.no_proposals)
-        one = {key: _to_numpy(value)[0] for key, value in result.items()}
-        proposals = None
-        if args.top_proposals:
-            proposals = _top_proposals(model, image, args.top_proposals)
-        stem = pathlib.Path(path).stem
-        Image.fromarray(visualize(image, one, queries, proposals=proposals)).save(output / f"{stem}_overlay.png")
-        Image.fromarray(one["labels"].astype(np.uint8 if len(queries) < 256 else np.uint16)).save(
-            output / f"{stem}_labels.png"
-        )
-        print(f"{path}: wrote {output / (stem + '_overlay.png')} and {output / (stem + '_labels.png')}")
-    return 0
-
-
-def _top_proposals(model, image, k):
-    # The K proposals with the highest peak probability, binarized at 0.5, at the image's resolution.
-    masks = _to_numpy(model.proposals([image])["masks"])[0]
-    order = np.argsort(-masks.reshape(len(masks), -1).max(-1))[:k]
-    return masks[order] > 0.5

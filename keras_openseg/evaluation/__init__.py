@@ -1,25 +1,33 @@
 """Evaluation of open-vocabulary segmentation (paper sec. 4): mIoU, Grounding mIoU, proposal recall, the loop."""
 
-from keras_openseg.evaluation.background_rule import PASCAL_CONTEXT_59_CLASS_NAMES
-from keras_openseg.evaluation.background_rule import VOC_CLASS_NAMES
-from keras_openseg.evaluation.background_rule import background_query_labels
-from keras_openseg.evaluation.background_rule import normalize_class_name
-from keras_openseg.evaluation.background_rule import voc_background_rule
-from keras_openseg.evaluation.background_rule import voc_extended_vocabulary
-from keras_openseg.evaluation.class_queries import SYNONYM_VOCABULARIES
-from keras_openseg.evaluation.class_queries import class_queries
-from keras_openseg.evaluation.class_queries import embed_class_queries
-from keras_openseg.evaluation.class_queries import load_synonyms
-from keras_openseg.evaluation.class_queries import resolve_prompt_templates
-from keras_openseg.evaluation.evaluator import evaluate
-from keras_openseg.evaluation.grounding_mean_iou import GroundingMeanIoU
-from keras_openseg.evaluation.grounding_mean_iou import grounded_predictions
-from keras_openseg.evaluation.mean_iou import NO_CLASS
-from keras_openseg.evaluation.mean_iou import MeanIoU
-from keras_openseg.evaluation.proposal_recall import ProposalRecall
-from keras_openseg.evaluation.proposal_recall import binarize_proposals
-from keras_openseg.evaluation.tables import BENCHMARKS
-from keras_openseg.evaluation.tables import benchmark_name
-from keras_openseg.evaluation.tables import format_miou_table
-from keras_openseg.evaluation.tables import format_per_class_table
-from keras_openseg.evaluation.tables import format_recall_table
+from keras_openseg.lazy_imports import lazy_attributes
+
+# public name -> defining module, imported on first use (the command line loads none of them)
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "PASCAL_CONTEXT_59_CLASS_NAMES": "keras_openseg.evaluation.background_rule",
+        "VOC_CLASS_NAMES": "keras_openseg.evaluation.background_rule",
+        "background_query_labels": "keras_openseg.evaluation.background_rule",
+        "normalize_class_name": "keras_openseg.evaluation.background_rule",
+        "voc_background_rule": "keras_openseg.evaluation.background_rule",
+        "voc_extended_vocabulary": "keras_openseg.evaluation.background_rule",
+        "SYNONYM_VOCABULARIES": "keras_openseg.evaluation.class_queries",
+        "class_queries": "keras_openseg.evaluation.class_queries",
+        "embed_class_queries": "keras_openseg.evaluation.class_queries",
+        "load_synonyms": "keras_openseg.evaluation.class_queries",
+        "resolve_prompt_templates": "keras_openseg.evaluation.class_queries",
+        "evaluate": "keras_openseg.evaluation.evaluator",
+        "GroundingMeanIoU": "keras_openseg.evaluation.grounding_mean_iou",
+        "grounded_predictions": "keras_openseg.evaluation.grounding_mean_iou",
+        "NO_CLASS": "keras_openseg.evaluation.mean_iou",
+        "MeanIoU": "keras_openseg.evaluation.mean_iou",
+        "ProposalRecall": "keras_openseg.evaluation.proposal_recall",
+        "binarize_proposals": "keras_openseg.evaluation.proposal_recall",
+        "BENCHMARKS": "keras_openseg.evaluation.tables",
+        "benchmark_name": "keras_openseg.evaluation.tables",
+        "format_miou_table": "keras_openseg.evaluation.tables",
+        "format_per_class_table": "keras_openseg.evaluation.tables",
+        "format_recall_table": "keras_openseg.evaluation.tables",
+    },
+)

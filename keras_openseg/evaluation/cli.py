@@ -8,7 +8,6 @@ Example:
 import json
 import math
 
-from keras_openseg.evaluation.background_rule import PASCAL_CONTEXT_59_CLASS_NAMES
 from keras_openseg.evaluation.tables import SYNONYM_VOCABULARY
 from keras_openseg.evaluation.tables import benchmark_name
 from keras_openseg.evaluation.tables import format_miou_table
@@ -82,6 +81,7 @@ def _json_safe(value):
 
 
 def run(args):
+    from keras_openseg.evaluation.background_rule import PASCAL_CONTEXT_59_CLASS_NAMES
     from keras_openseg.evaluation.evaluator import evaluate
 
     if args.batch_size < 1:

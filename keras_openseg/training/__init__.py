@@ -4,15 +4,7 @@
 the command-line faces of `train` and `write_pseudo_labels`.
 """
 
-from keras_openseg.training.recipe import build_model
-from keras_openseg.training.recipe import build_optimizer
-from keras_openseg.training.recipe import build_sources
-from keras_openseg.training.recipe import build_training_dataset
-from keras_openseg.training.recipe import configure_grounding_loss
-from keras_openseg.training.recipe import learning_rate_schedule
-from keras_openseg.training.recipe import train
-from keras_openseg.training.training_checkpoint import TrainingCheckpoint
-from keras_openseg.training.training_config import TrainingConfig
+from keras_openseg.lazy_imports import lazy_attributes
 
 __all__ = [
     "TrainingCheckpoint",
@@ -25,3 +17,19 @@ __all__ = [
     "learning_rate_schedule",
     "train",
 ]
+
+# public name -> defining module, imported on first use (the command line loads none of them)
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "build_model": "keras_openseg.training.recipe",
+        "build_optimizer": "keras_openseg.training.recipe",
+        "build_sources": "keras_openseg.training.recipe",
+        "build_training_dataset": "keras_openseg.training.recipe",
+        "configure_grounding_loss": "keras_openseg.training.recipe",
+        "learning_rate_schedule": "keras_openseg.training.recipe",
+        "train": "keras_openseg.training.recipe",
+        "TrainingCheckpoint": "keras_openseg.training.training_checkpoint",
+        "TrainingConfig": "keras_openseg.training.training_config",
+    },
+)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from keras_openseg.segment_cli import parse_queries
 from keras_openseg.visualization import palette
-from keras_openseg.visualization import parse_queries
 from keras_openseg.visualization import visualize
 
 
