@@ -7,7 +7,7 @@ from typing import Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_openseg.data.caption_words import caption_words_for
+from keras_openseg.text.caption_words import caption_words_for
 
 
 @dataclasses.dataclass

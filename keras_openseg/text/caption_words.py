@@ -1,9 +1,21 @@
-"""Caption -> words: the nouns and adjectives OpenSeg grounds (paper sec. 3.2, table 5)."""
+"""Caption -> words: the nouns and adjectives OpenSeg grounds (paper sec. 3.2, table 5), once per caption.
+
+`CaptionWordExtractor` parses captions with spaCy; `caption_words_for` gives the words of every distinct
+caption of a dataset split, for the input pipeline to look up; `caption_vocabulary` their distinct words (the
+rows of a `WordEmbeddingTable`). Parsing is far slower than training reads captions, so words are cached in
+one on-disk format: JSON lines `{"caption": ..., "words": [...]}` in a file whose name carries the extractor's
+settings. The extractor appends to its file as it parses (`cache=<folder>`); `caption_words_for` writes a
+split's file once, complete, beside the tfds data. The per-epoch part, choosing a caption and dropping words
+with keep probability kp, happens in `keras_openseg.data.make_training_dataset`.
+"""
 
 import hashlib
 import json
+import logging
 import os
 import pathlib
+
+logger = logging.getLogger(__name__)
 
 # The word selections of the paper's table 5. Proper nouns count as nouns. "all words" keeps every word
 # token (stop words included), only punctuation, symbols, numbers and spaces are dropped.
@@ -201,26 +213,15 @@ class CaptionWordExtractor:
     def _load_disk_cache(self):
         self._cache_loaded = True
         path = self.cache_path
-        if path is None or not path.exists():
-            return
-        with open(path, encoding="utf-8") as file:
-            for line in file:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # A line cut short by an interrupted run; the rest is fine.
-                    continue
-                self._memory[entry["caption"]] = tuple(entry["words"])
+        if path is not None and path.exists():
+            self._memory.update((caption, tuple(words)) for caption, words in _read_words(path).items())
 
     def _store(self, results):
         if self.cache is False:
             return
         self._memory.update(results)
-        path = self.cache_path
-        if path is not None and results:
-            os.makedirs(path.parent, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as file:
-                for caption, words in results.items():
-                    file.write(json.dumps({"caption": caption, "words": list(words)}, ensure_ascii=False) + "\n")
+        if self.cache_path is not None and results:
+            _append_words(self.cache_path, results)
 
     def clear_cache(self):
         """Forgets the in-memory cache (the on-disk file, if any, is kept and read again on next use)."""
@@ -301,3 +302,134 @@ class CaptionWordExtractor:
             f"lemmatize={self.lemmatize}, merge_entities={self.merge_entities}, "
             f"remove_stop_words={self.remove_stop_words})"
         )
+
+
+def caption_words_for(source, extractor, split=None, cache_path=None):
+    """Extracts the words of every distinct caption of a dataset, reading and writing a cache file.
+
+    Args:
+        source: a tfds builder (then `split` is required), a `tf.data.Dataset` whose elements hold
+            "captions" (string tensor [C]) or are string tensors, or an iterable of str.
+        extractor: `CaptionWordExtractor` (or any object with `extract(list[str]) -> list[list[str]]`).
+        split: str or None. The tfds split, for a builder source.
+        cache_path: path-like or None. The cache file, written once complete and then read instead of the
+            dataset. Defaults to `<builder.data_dir>/caption_words/<split>-<extractor settings>.json` for a
+            builder source (the settings are `extractor.settings_key`, else its class name) and no file for
+            other sources. An unwritable location only logs a warning.
+
+    Returns:
+        dict str -> list of str: caption -> its words.
+
+    Example:
+    ```python
+    builder = tfds.builder("openseg_shapes/tiny")
+    builder.download_and_prepare()
+    words = caption_words_for(builder, keras_openseg.text.CaptionWordExtractor(), split="train")
+    ```
+    """
+    import tensorflow_datasets as tfds
+    from etils import epath  # the tfds data dir may be a gs:// path
+
+    if cache_path is None and isinstance(source, tfds.core.DatasetBuilder):
+        if split is None:
+            raise ValueError("`split` is required when `source` is a tfds builder. Received: split=None")
+        cache_path = epath.Path(source.data_dir) / "caption_words" / f"{split}-{_extractor_key(extractor)}.json"
+    if cache_path is not None:
+        cache_path = epath.Path(cache_path)
+        if cache_path.exists():
+            return {caption: list(words) for caption, words in _read_words(cache_path).items()}
+
+    captions = list(dict.fromkeys(_read_captions(source, split)))
+    words = dict(zip(captions, (list(w) for w in extractor.extract(captions)))) if captions else {}
+    if cache_path is not None:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache_path.parent / (cache_path.name + ".incomplete")
+            partial.write_text(_json_lines(words), encoding="utf-8")
+            partial.rename(cache_path)  # readers never see a half-written file
+        except OSError as error:
+            logger.warning("Could not cache caption words in %s: %s", cache_path, error)
+    return words
+
+
+def caption_vocabulary(*caption_words):
+    """Sorted distinct words of one or more `caption_words_for` results: the rows a `WordEmbeddingTable` needs.
+
+    Args:
+        *caption_words: dicts caption -> list of words.
+
+    Returns:
+        list of str.
+    """
+    return sorted({word for mapping in caption_words for words in mapping.values() for word in words})
+
+
+def _read_words(path):
+    """caption -> words from a cache file: JSON lines, or the one JSON object that caches once held."""
+    words = {}
+    with path.open(encoding="utf-8") as file:
+        for line in file:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # A line cut short by an interrupted run; the rest is fine.
+                continue
+            if set(entry) == {"caption", "words"} and isinstance(entry["caption"], str):
+                words[entry["caption"]] = entry["words"]
+            else:  # {caption: words, ...}: a caption_words_for file from before the one cache format
+                words.update(entry)
+    return words
+
+
+def _json_lines(words):
+    return "".join(
+        json.dumps({"caption": caption, "words": list(caption_words)}, ensure_ascii=False) + "\n"
+        for caption, caption_words in words.items()
+    )
+
+
+def _append_words(path, words):
+    os.makedirs(path.parent, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(_json_lines(words))
+
+
+def _extractor_key(extractor):
+    # CaptionWordExtractor names its pipeline and settings; another extractor class is taken to extract words
+    # one way only (its repr may hold a memory address, which would defeat the cache).
+    key = getattr(extractor, "settings_key", None)
+    if key is None:
+        cls = type(extractor)
+        key = f"{cls.__name__}-{hashlib.sha1(f'{cls.__module__}.{cls.__qualname__}'.encode()).hexdigest()[:10]}"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(key))
+
+
+def _read_captions(source, split):
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    if isinstance(source, tfds.core.DatasetBuilder):
+        features = source.info.features
+        if "captions" not in features:
+            raise ValueError(f"The dataset {source.name} has no 'captions' feature.")
+        # Only the captions are needed: leave images and video undecoded (plain tensors have no encoded form).
+        decoders = {
+            name: tfds.decode.SkipDecoding()
+            for name, feature in features.items()
+            if name != "captions" and isinstance(feature, (tfds.features.Image, tfds.features.Video))
+        }
+        source = source.as_dataset(split=split, decoders=decoders, shuffle_files=False)
+    if isinstance(source, tf.data.Dataset):
+        spec = source.element_spec
+        if isinstance(spec, dict):
+            if "captions" not in spec:
+                raise ValueError("`source` elements must hold 'captions'. Found keys: " + ", ".join(sorted(spec)))
+            source = source.map(lambda example: example["captions"])
+        for batch in source.as_numpy_iterator():
+            for caption in np.asarray(batch).reshape(-1):
+                yield caption.decode("utf-8")
+        return
+    for caption in source:
+        if not isinstance(caption, str):
+            raise ValueError(f"`source` must yield str captions. Received an item of type {type(caption).__name__}")
+        yield caption

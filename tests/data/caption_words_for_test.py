@@ -1,5 +1,7 @@
 """Caption words extracted once per dataset split and cached beside the data."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -32,6 +34,20 @@ def test_datasets_and_lists_of_captions(extractor, tmp_path):
     assert caption_words_for(["two discs"], extractor, cache_path=cache) == {"two discs": ["discs"]}
     assert cache.exists()
     assert caption_vocabulary(words, {"x": ["discs", "star"]}) == ["discs", "grass", "star"]
+
+
+def test_one_cache_format_and_the_old_one_still_reads(extractor, tmp_path):
+    cache = tmp_path / "words.json"
+    caption_words_for(["A red star.", "sky"], extractor, cache_path=cache)
+    # The layout CaptionWordExtractor(cache=<folder>) appends to: one JSON object per caption.
+    lines = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert lines == [{"caption": "A red star.", "words": ["star"]}, {"caption": "sky", "words": []}]
+    # A pseudo-label folder's `caption_words.json` written before held one {caption: words} object.
+    old = tmp_path / "caption_words.json"
+    old.write_text(json.dumps({"Two discs.": ["discs"], "": []}))
+    calls = extractor.calls
+    assert caption_words_for(["not read"], extractor, cache_path=old) == {"Two discs.": ["discs"], "": []}
+    assert extractor.calls == calls
 
 
 def test_bad_sources_are_rejected(extractor, shapes_data_dir):
