@@ -104,19 +104,12 @@ def run(args):
     """Runs `keras_openseg.training.train`; returns the exit status."""
     from keras_openseg.training.recipe import train
 
-    try:
-        config = config_from_args(args)
-    except (OSError, ValueError) as error:
-        print(f"keras-openseg train: {error}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)  # bad input raises; keras_openseg.cli reports it as one line, status 2
     try:
         train(config)
     except FloatingPointError as error:
         print(f"keras-openseg train: {error}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as error:
-        print(f"keras-openseg train: {error}", file=sys.stderr)
-        return 2
     print(f"Trained model saved as a preset in {config.output}/preset")
     return 0
 
