@@ -15,8 +15,8 @@ import sys
 import tensorflow_datasets as tfds
 from etils import epath
 
-from keras_openseg.datasets._manual_dir import ManualDirError
-from keras_openseg.datasets._manual_dir import check_manual_dir
+from keras_openseg.datasets.manual_download import ManualDirError
+from keras_openseg.datasets.manual_download import check_manual_dir
 
 
 def build_dataset(name, manual_dir=None, data_dir=None, config=None):
@@ -41,8 +41,8 @@ def build_dataset(name, manual_dir=None, data_dir=None, config=None):
 
     Raises:
         ValueError: `name` or `config` is not one of the package's datasets or configs.
-        keras_openseg.datasets._manual_dir.ManualDirError: the manual dir lacks a file or holds a damaged
-            one; the message names it.
+        keras_openseg.datasets.ManualDirError: the manual dir lacks a file or holds a damaged one; the message
+            names it.
 
     Example:
     ```python
@@ -60,7 +60,9 @@ def build_dataset(name, manual_dir=None, data_dir=None, config=None):
         manual_dir = epath.Path(manual_dir or builder.data_dir_root / "downloads" / "manual").expanduser()
         download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
         prepared = (builder.data_path / "dataset_info.json").exists()  # is_prepared() warns when absent
-        if not prepared and hasattr(builder, "required_manual_paths"):
+        if not prepared and hasattr(builder, "check_manual_dir"):  # builders whose splits come one at a time
+            builder.check_manual_dir(manual_dir)
+        elif not prepared and hasattr(builder, "required_manual_paths"):
             check_manual_dir(manual_dir, builder.required_manual_paths(), builder.info.full_name)
     builder.download_and_prepare(download_config=download_config)
     return builder
@@ -117,6 +119,8 @@ def run(args):
     info = builder.info
     splits = ", ".join(f"{split} {info.splits[split].num_examples}" for split in info.splits)
     print(f"{info.full_name} ready in {builder.data_dir} ({splits} examples).")
+    for split, reason in (info.metadata or {}).get("incomplete_splits", {}).items():
+        print(f"  {split}: not built, {reason}")
     for split, report in (info.metadata or {}).get("data_report", {}).items():
         print(f"  {split}: {report}")
     print(

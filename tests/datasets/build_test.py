@@ -50,10 +50,12 @@ def test_cli_reports_incomplete_manual_dir_before_tfds_starts(tmp_path, capsys):
     shutil.copytree(_dummy_data("coco_panoptic_captions"), manual_dir)
     (manual_dir / "annotations/panoptic_val2017.json").unlink()
     shutil.rmtree(manual_dir / "val2017")
+    (manual_dir / "annotations/captions_train2017.json").unlink()  # no split is complete
     argv = ["build-dataset", "coco_panoptic_captions", "--manual-dir", str(manual_dir)]
     assert cli.main(argv + ["--data-dir", str(tmp_path / "tfds")]) == 2
     err = capsys.readouterr().err
     assert f"missing annotations/panoptic_val2017.json, val2017 in {manual_dir}" in err
+    assert f"train: missing annotations/captions_train2017.json in {manual_dir}" in err
     assert "Traceback" not in err
     assert not (tmp_path / "tfds" / "coco_panoptic_captions").exists()  # nothing written
 

@@ -136,10 +136,51 @@ def test_png_mismatch_is_rejected_and_uncaptioned_image_kept_both_reported(dummy
 
 
 @pytest.mark.backend_independent
+def test_split_missing_a_file_is_named_and_the_complete_one_built(dummy_copy, tmp_path):
+    (dummy_copy / "annotations/panoptic_val2017.json").unlink()
+    builder = _prepare(dummy_copy, tmp_path / "tfds")
+    assert list(builder.info.splits) == ["train"] and builder.info.splits["train"].num_examples == 2
+    assert builder.info.metadata["incomplete_splits"]["validation"].startswith(
+        "missing annotations/panoptic_val2017.json in"
+    )
+    (dummy_copy / "annotations/panoptic_train2017.json").unlink()
+    with pytest.raises(_manual_dir.ManualDirError, match="no split is complete: train: missing annotations/pan"):
+        _prepare(dummy_copy, tmp_path / "tfds2")
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("layout", ["coco", "detectron2"])
+def test_val2017_alone_builds_validation_in_both_layouts(shared_data_dir, tmp_path, layout):
+    """The real sample (two val2017 images) as a val-only download, PNGs where COCO or detectron2 put them."""
+    sample = shared_data_dir / "coco_panoptic_sample"
+    panoptic = json.loads((sample / "panoptic_examples.json").read_text())
+    manual_dir = tmp_path / "coco"
+    (manual_dir / "val2017").mkdir(parents=True)
+    png_dir = manual_dir / ("annotations/panoptic_val2017" if layout == "coco" else "panoptic_val2017")
+    png_dir.mkdir(parents=True)
+    (manual_dir / "annotations").mkdir(exist_ok=True)
+    for image, annotation in zip(panoptic["images"], panoptic["annotations"]):
+        shutil.copy(sample / "images" / image["file_name"], manual_dir / "val2017")
+        shutil.copy(sample / "panoptic" / annotation["file_name"], png_dir)
+    (manual_dir / "annotations/panoptic_val2017.json").write_text(json.dumps(panoptic))
+    captions = [{"image_id": image["id"], "id": image["id"], "caption": "a photo"} for image in panoptic["images"]]
+    (manual_dir / "annotations/captions_val2017.json").write_text(json.dumps({"annotations": captions}))
+
+    builder = CocoPanopticCaptions(config="2017", data_dir=tmp_path / "tfds")
+    complete, incomplete = builder.check_manual_dir(manual_dir)
+    assert complete == ["validation"] and incomplete["train"].startswith("missing annotations/panoptic_train2017")
+    builder = _prepare(manual_dir, tmp_path / "tfds")
+    assert list(builder.info.splits) == ["validation"]
+    examples = list(tfds.as_numpy(builder.as_dataset(split="validation")))
+    assert sorted(int(e["image/id"]) for e in examples) == sorted(image["id"] for image in panoptic["images"])
+    assert builder.info.metadata["data_report"]["validation"]["rejected_panoptic_mismatch"] == 0
+    assert "train" in builder.info.metadata["incomplete_splits"]
+
+
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "damage, message",
     [
-        ("annotations/panoptic_val2017.json", "missing annotations/panoptic_val2017.json in"),
         ("annotations/captions_train2017.json", "captions_train2017.json in .* is not valid JSON"),
         ("annotations/panoptic_train2017/000000000009.png", "000000000009.png in .* is not a readable image"),
         ("val2017/000000000042.jpg", "val2017/000000000042.jpg in .* is not a readable image"),
@@ -147,10 +188,7 @@ def test_png_mismatch_is_rejected_and_uncaptioned_image_kept_both_reported(dummy
 )
 def test_damaged_manual_dir_names_the_file(dummy_copy, tmp_path, damage, message):
     path = dummy_copy / damage
-    if damage.endswith("panoptic_val2017.json"):
-        path.unlink()
-    else:
-        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # an interrupted download
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # an interrupted download
     with pytest.raises(_manual_dir.ManualDirError, match=message):
         _prepare(dummy_copy, tmp_path / "tfds")
 

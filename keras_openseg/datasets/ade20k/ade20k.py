@@ -1,33 +1,53 @@
 """`ade20k`: ADE20K semantic segmentation as the A-150 and A-847 benchmarks, from a manual download."""
 
-import io
+import dataclasses
 import pickle
 
 import numpy as np
 import tensorflow_datasets as tfds
-from absl import logging
 from etils import epath
-from PIL import Image
 
-from keras_openseg.datasets import _manual_dir
+from keras_openseg.datasets import manual_download
+from keras_openseg.datasets import semantic_segmentation
 
 _HERE = epath.Path(__file__).parent
 # A-150: the classes of the SceneParsing release, in its label-value order (value v of an annotation PNG is
 # ADE150_CLASS_NAMES[v - 1]), short names as the benchmark writes them ("windowpane", "person").
 ADE150_CLASS_NAMES = tuple(_HERE.joinpath("ade150_class_names.txt").read_text().splitlines())
-# A-847: the benchmark's 847 classes of the full ADE20K release, in benchmark order, each written exactly as in
-# the `objectnames` of the release's index_ade20k.pkl ("person, individual, someone, somebody, mortal, soul"),
-# which is how the builder finds them.
-ADE847_CLASS_NAMES = tuple(_HERE.joinpath("ade847_class_names.txt").read_text().splitlines())
+# A-847: the benchmark's 847 classes of the full ADE20K release in benchmark order (label value = train_id), each
+# with its ADE20K object index (the value of the `_seg.png` class masks, 1 + its position in the `objectnames`
+# of the release's index_ade20k.pkl) and its name there ("person, individual, someone, somebody, mortal, soul").
+# Source: facebookresearch/MaskFormer, datasets/prepare_ade20k_full_sem_seg.py (ADE20K_SEM_SEG_FULL_CATEGORIES:
+# id, trainId, name), the preparation CAT-Seg, SAN and FC-CLIP evaluate A-847 with.
+_ADE847_ROWS = [line.split("\t") for line in _HERE.joinpath("ade847_ids.txt").read_text().splitlines()[1:]]
+ADE847_OBJECT_INDICES = tuple(int(ade_id) for _, ade_id, _ in _ADE847_ROWS)
+ADE847_CLASS_NAMES = tuple(name for _, _, name in _ADE847_ROWS)
 
 _CHALLENGE_ROOT = "ADEChallengeData2016"
 _FULL_ROOT = "ADE20K_2021_17_01"
 # tfds split -> ADE's folder name (both releases).
 _SPLITS = {"train": "training", "validation": "validation"}
-_CONFIGS = {
+_VOCABULARIES = {
     "150": {"class_names": ADE150_CLASS_NAMES, "ignore_label": 255},
     "847": {"class_names": ADE847_CLASS_NAMES, "ignore_label": 65535},
 }
+# The field evaluates ADE20K validation images with a shorter side of at most 512 (MaskFormer's preparation).
+FIELD_MAX_SHORTER_SIDE = 512
+
+
+@dataclasses.dataclass(eq=False)
+class ADE20KConfig(tfds.core.BuilderConfig):
+    """A config of `ade20k`: which vocabulary, and how the validation images are prepared.
+
+    Args:
+        vocabulary: str. "150" (A-150, ADEChallengeData2016) or "847" (A-847, ADE20K_2021_17_01).
+        validation_max_shorter_side: int or None. Validation images whose shorter side is longer are resized
+            to this shorter side (image bilinear, labels nearest, as MaskFormer prepares them); None keeps the
+            original size. The train split always keeps its original size.
+    """
+
+    vocabulary: str = "150"
+    validation_max_shorter_side: int | None = FIELD_MAX_SHORTER_SIDE
 
 
 class ADE20K(tfds.core.GeneratorBasedBuilder):
@@ -40,14 +60,19 @@ class ADE20K(tfds.core.GeneratorBasedBuilder):
       0..149 (PNG value - 1) and 255 for "other" (`metadata["ignore_label"]`).
     - `ade20k/847` reads the full release `ADE20K_2021_17_01` (25,574 train, 2,000 validation images). Its
       `<image>_seg.png` encodes the object class of each pixel as `R / 10 * 256 + G` (0 = unannotated), the
-      1-based position of the class in `objectnames` of `index_ade20k.pkl`. The builder maps each ADE object
-      name to its index among the 847 benchmark names (`ADE847_CLASS_NAMES`) when the names are equal; pixels
-      of the ~3,000 other ADE objects and unannotated pixels become 65535 (`ignore_label`, beyond every class).
-      A benchmark name missing from `objectnames` is logged as a warning (that class then has no pixels).
+      ADE20K object index, 1 + the position of the class in `objectnames` of `index_ade20k.pkl`. The builder
+      maps the fixed object index of each of the 847 benchmark classes (`ADE847_OBJECT_INDICES`) to its label
+      value, as the field does, after checking that `objectnames[index - 1]` is the class's name; pixels of
+      the ~2,800 other ADE objects and unannotated pixels become 65535 (`ignore_label`, beyond every class).
 
-    `metadata["class_names"]` lists the names in label-value order. Images keep their original size and
-    JPEG bytes; `semantic` is a 1-channel uint16 PNG. A missing or damaged file stops the build with a
-    `keras_openseg.datasets._manual_dir.ManualDirError` naming it.
+    Validation images are prepared as the field evaluates them (MaskFormer's ADE20K preparation, also used by
+    CAT-Seg, SAN and FC-CLIP): a shorter side above 512 is resized to 512 (image bilinear, labels nearest,
+    the image re-encoded as a JPEG of quality 75). `ade20k/150_original_size` and `ade20k/847_original_size`
+    keep the original sizes; `metadata["validation_max_shorter_side"]` says which (512 or None). Train images
+    keep their original size and JPEG bytes in every config.
+
+    `metadata["class_names"]` lists the names in label-value order; `semantic` is a 1-channel uint16 PNG. A
+    missing or damaged file stops the build with a `keras_openseg.datasets.ManualDirError` naming it.
 
     Example:
     ```python
@@ -65,16 +90,36 @@ class ADE20K(tfds.core.GeneratorBasedBuilder):
     """
 
     name = "ade20k"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: A-150 (ADEChallengeData2016) and A-847 (ADE20K_2021_17_01)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: A-150 (ADEChallengeData2016) and A-847 (ADE20K_2021_17_01).",
+        "1.1.0": "The field's protocol: A-847 labels by ADE20K object index (checked against objectnames); "
+        "validation at a shorter side of at most 512; *_original_size configs keep the original size.",
+    }
     BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(
+        ADE20KConfig(
             name="150",
-            description="A-150 from ADEChallengeData2016: classes 0..149, 255 = other (ignore).",
+            vocabulary="150",
+            description="A-150 from ADEChallengeData2016: classes 0..149, 255 = other (ignore); validation at a "
+            "shorter side of at most 512.",
         ),
-        tfds.core.BuilderConfig(
+        ADE20KConfig(
             name="847",
-            description="A-847 from ADE20K_2021_17_01: classes 0..846, 65535 = other objects and unannotated.",
+            vocabulary="847",
+            description="A-847 from ADE20K_2021_17_01: classes 0..846 by ADE object index, 65535 = other objects "
+            "and unannotated; validation at a shorter side of at most 512.",
+        ),
+        ADE20KConfig(
+            name="150_original_size",
+            vocabulary="150",
+            validation_max_shorter_side=None,
+            description="A-150 with validation images at their original size.",
+        ),
+        ADE20KConfig(
+            name="847_original_size",
+            vocabulary="847",
+            validation_max_shorter_side=None,
+            description="A-847 with validation images at their original size.",
         ),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -89,8 +134,8 @@ class ADE20K(tfds.core.GeneratorBasedBuilder):
     """
 
     def required_manual_paths(self):
-        """The files and folders the manual dir must hold (see `keras_openseg.datasets._manual_dir`)."""
-        if self.builder_config.name == "150":
+        """The files and folders the manual dir must hold (see `keras_openseg.datasets.manual_download`)."""
+        if self.builder_config.vocabulary == "150":
             return [
                 f"{_CHALLENGE_ROOT}/{kind}/{ade_split}"
                 for kind in ("images", "annotations")
@@ -102,35 +147,47 @@ class ADE20K(tfds.core.GeneratorBasedBuilder):
         ]
 
     def _info(self):
-        config = _CONFIGS[self.builder_config.name]
+        config = self.builder_config
+        vocabulary = _VOCABULARIES[config.vocabulary]
+        max_side = config.validation_max_shorter_side
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-                    "image/filename": tfds.features.Text(),
-                    "semantic": tfds.features.Image(shape=(None, None, 1), dtype=np.uint16, encoding_format="png"),
-                }
-            ),
+            features=semantic_segmentation.semantic_segmentation_features(),
             supervised_keys=("image", "semantic"),
             homepage="https://groups.csail.mit.edu/vision/datasets/ADE20K/",
             metadata=tfds.core.MetadataDict(
-                class_names=list(config["class_names"]), ignore_label=config["ignore_label"]
+                class_names=list(vocabulary["class_names"]),
+                ignore_label=vocabulary["ignore_label"],
+                validation_max_shorter_side=max_side,
+                preparation={
+                    "train": "original size",
+                    "validation": "original size"
+                    if max_side is None
+                    else f"shorter side at most {max_side} (image bilinear, JPEG quality "
+                    f"{semantic_segmentation.RESIZED_JPEG_QUALITY}; labels nearest), as MaskFormer's "
+                    "datasets/prepare_ade20k_full_sem_seg.py",
+                    "labels": "ADE20K object index -> A-847 class (MaskFormer's ADE20K_SEM_SEG_FULL_CATEGORIES)"
+                    if config.vocabulary == "847"
+                    else "ADEChallengeData2016 annotation value - 1, 0 -> 255",
+                },
             ),
         )
 
     def _split_generators(self, dl_manager):
         manual_dir = dl_manager.manual_dir
-        _manual_dir.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
-        if self.builder_config.name == "150":
-            return {split: self._generate_examples(manual_dir, ade_split) for split, ade_split in _SPLITS.items()}
-        objectnames = read_objectnames(manual_dir, f"{_FULL_ROOT}/index_ade20k.pkl")
-        class_mask_to_semantic = ade847_lookup_table(objectnames)
+        manual_download.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
+        class_mask_to_semantic = None
+        if self.builder_config.vocabulary == "847":
+            index_file = f"{_FULL_ROOT}/index_ade20k.pkl"
+            class_mask_to_semantic = ade847_lookup_table(read_objectnames(manual_dir, index_file), index_file)
+        max_side = self.builder_config.validation_max_shorter_side
         return {
-            split: self._generate_examples(manual_dir, ade_split, class_mask_to_semantic)
+            split: self._generate_examples(
+                manual_dir, ade_split, class_mask_to_semantic, max_side if split == "validation" else None
+            )
             for split, ade_split in _SPLITS.items()
         }
 
-    def _generate_examples(self, manual_dir, ade_split, class_mask_to_semantic=None):
+    def _generate_examples(self, manual_dir, ade_split, class_mask_to_semantic=None, max_shorter_side=None):
         if class_mask_to_semantic is None:
             image_dir = manual_dir / _CHALLENGE_ROOT / "images" / ade_split
             image_paths = sorted(image_dir.glob("*.jpg"))
@@ -143,15 +200,17 @@ class ADE20K(tfds.core.GeneratorBasedBuilder):
             )
         for image_path in image_paths:
             image_file = str(image_path.relative_to(manual_dir))
-            image = _manual_dir.read_image_bytes(manual_dir, image_file)
+            image = manual_download.read_image_bytes(manual_dir, image_file)
             if class_mask_to_semantic is None:
                 label_file = f"{_CHALLENGE_ROOT}/annotations/{ade_split}/{image_path.stem}.png"
-                semantic = ade150_semantic(_manual_dir.decode_image(manual_dir, label_file), label_file)
+                semantic = ade150_semantic(manual_download.decode_image(manual_dir, label_file), label_file)
             else:
                 label_file = image_file[: -len(".jpg")] + "_seg.png"
-                class_mask = decode_class_mask(_manual_dir.decode_image(manual_dir, label_file), label_file)
+                class_mask = decode_class_mask(manual_download.decode_image(manual_dir, label_file), label_file)
                 semantic = _lookup(class_mask_to_semantic, class_mask, label_file)
-            _check_same_size(image, semantic, label_file)
+            semantic_segmentation.check_same_size(image, semantic, label_file)
+            if max_shorter_side is not None:
+                image, semantic = semantic_segmentation.resize_to_shorter_side(image, semantic, max_shorter_side)
             yield (
                 image_path.stem,
                 {
@@ -165,11 +224,13 @@ class ADE20K(tfds.core.GeneratorBasedBuilder):
 def ade150_semantic(annotation, path="the annotation PNG"):
     """Maps an ADEChallengeData2016 annotation (`[H, W]`, 0 = other, 1..150) to A-150 labels (0..149, 255)."""
     if annotation.ndim != 2:
-        raise _manual_dir.ManualDirError(f"{path}: expected a 1-channel annotation PNG, got shape {annotation.shape}.")
+        raise manual_download.ManualDirError(
+            f"{path}: expected a 1-channel annotation PNG, got shape {annotation.shape}."
+        )
     if annotation.max(initial=0) > len(ADE150_CLASS_NAMES):
-        raise _manual_dir.ManualDirError(f"{path}: value {annotation.max()} is beyond the 150 classes.")
+        raise manual_download.ManualDirError(f"{path}: value {annotation.max()} is beyond the 150 classes.")
     annotation = annotation.astype(np.int64)
-    return np.where(annotation == 0, _CONFIGS["150"]["ignore_label"], annotation - 1).astype(np.uint16)
+    return np.where(annotation == 0, _VOCABULARIES["150"]["ignore_label"], annotation - 1).astype(np.uint16)
 
 
 def decode_class_mask(seg, path="the _seg.png"):
@@ -184,35 +245,45 @@ def decode_class_mask(seg, path="the _seg.png"):
         np.ndarray. `[H, W]` int32: 0 = unannotated, else the 1-based position in `objectnames`.
     """
     if seg.ndim != 3 or seg.shape[-1] not in (3, 4):
-        raise _manual_dir.ManualDirError(f"{path}: expected an RGB _seg.png, got pixels of shape {seg.shape}.")
+        raise manual_download.ManualDirError(f"{path}: expected an RGB _seg.png, got pixels of shape {seg.shape}.")
     red, green = seg[..., 0].astype(np.int32), seg[..., 1].astype(np.int32)
     return red // 10 * 256 + green
 
 
-def ade847_lookup_table(objectnames):
-    """Returns the uint16 table mapping an ADE class-mask value to its A-847 label (65535 = ignore).
+def ade847_lookup_table(objectnames, path="index_ade20k.pkl"):
+    """Returns the uint16 table mapping an ADE object index (class-mask value) to its A-847 label (65535 = ignore).
+
+    Each benchmark class is found by its fixed ADE20K object index (`ADE847_OBJECT_INDICES`), never by name:
+    `objectnames` repeats some names, and a name match would label the other objects of that name too.
 
     Args:
         objectnames: list of str. `objectnames` of index_ade20k.pkl; class-mask value v names
             `objectnames[v - 1]`.
+        path: str. The index file, named in errors. Defaults to "index_ade20k.pkl".
 
     Returns:
         np.ndarray. `[len(objectnames) + 1]` uint16; `table[class_mask]` is the `semantic` image.
+
+    Raises:
+        ManualDirError: `objectnames[index - 1]` is not the class's name for some class (the message names the
+            index and both names), or `objectnames` is too short for an index.
     """
-    benchmark_index = {name: index for index, name in enumerate(ADE847_CLASS_NAMES)}
-    table = np.full(len(objectnames) + 1, _CONFIGS["847"]["ignore_label"], np.uint16)
-    for position, name in enumerate(objectnames):
-        if name in benchmark_index:
-            table[position + 1] = benchmark_index[name]
-    present = set(objectnames)
-    unmatched = [name for name in ADE847_CLASS_NAMES if name not in present]
-    if unmatched:
-        logging.warning(
-            "ade20k/847: %d of the 847 benchmark classes are not in index_ade20k.pkl's objectnames and get no "
-            "pixels, e.g. %s",
-            len(unmatched),
-            unmatched[:5],
+    mismatches = []
+    for label, (index, name) in enumerate(zip(ADE847_OBJECT_INDICES, ADE847_CLASS_NAMES)):
+        found = objectnames[index - 1].strip() if index <= len(objectnames) else None
+        if found != name:
+            shown = "absent" if found is None else repr(found)
+            mismatches.append(
+                f"objectnames[{index - 1}] (ADE object index {index}) is {shown}, not class {label} {name!r}"
+            )
+    if mismatches:
+        raise manual_download.ManualDirError(
+            f"{path}: {len(mismatches)} of the 847 A-847 classes are not at their ADE20K object index "
+            f"({len(objectnames)} objectnames): {'; '.join(mismatches[:3])}. The index and the images must come "
+            "from the same ADE20K_2021_17_01 release."
         )
+    table = np.full(len(objectnames) + 1, _VOCABULARIES["847"]["ignore_label"], np.uint16)
+    table[list(ADE847_OBJECT_INDICES)] = np.arange(len(ADE847_OBJECT_INDICES))
     return table
 
 
@@ -223,7 +294,7 @@ def read_objectnames(manual_dir, relative_path):
         index = pickle.loads((epath.Path(manual_dir) / relative_path).read_bytes())
         return [str(name) for name in index["objectnames"]]
     except Exception as error:  # unpickling a damaged file raises many types
-        raise _manual_dir.ManualDirError(
+        raise manual_download.ManualDirError(
             f"{relative_path} in {manual_dir} is not ADE20K's index (a pickled dict with 'objectnames'): "
             f"{error!r}; unzip ADE20K_2021_17_01.zip again."
         ) from None
@@ -231,17 +302,8 @@ def read_objectnames(manual_dir, relative_path):
 
 def _lookup(table, class_mask, path):
     if class_mask.max(initial=0) >= len(table):
-        raise _manual_dir.ManualDirError(
+        raise manual_download.ManualDirError(
             f"{path}: class {class_mask.max()} is beyond the {len(table) - 1} objectnames of index_ade20k.pkl; "
             "the index and the images must come from the same ADE20K_2021_17_01 release."
         )
     return table[class_mask]
-
-
-def _check_same_size(image, semantic, path):
-    # Pillow reads the size from the JPEG header without decoding the pixels.
-    width, height = Image.open(io.BytesIO(image)).size
-    if semantic.shape != (height, width):
-        raise _manual_dir.ManualDirError(
-            f"{path}: the label is {semantic.shape[1]}x{semantic.shape[0]} but its image is {width}x{height}."
-        )

@@ -5,8 +5,9 @@ import collections
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
+from etils import epath
 
-from keras_openseg.datasets import _manual_dir
+from keras_openseg.datasets import manual_download
 
 # tfds split -> COCO's folder/file suffix.
 _SPLITS = {"train": "train2017", "validation": "val2017"}
@@ -32,6 +33,12 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
     - a segment whose painted area differs from its JSON `area` is kept with the JSON's value
       (`segments_with_area_mismatch`).
     A file that is missing or truncated (JSON, PNG, JPEG) stops the build with a `ManualDirError` naming it.
+
+    Splits are built from what the manual dir holds: a split whose files are all there is built, a split
+    missing any is named in a warning and in `info.metadata["incomplete_splits"]` (`{split: "missing ..."}`),
+    and only a manual dir with no complete split stops the build (a download of val2017 alone builds
+    `validation`). The panoptic PNGs may sit in COCO's layout (`annotations/panoptic_{split}2017/`) or in
+    detectron2's (`panoptic_{split}2017/` beside `annotations/`).
 
     The 133 categories (`id`, `name`, `isthing`) are read from the panoptic JSON into
     `info.metadata["categories"]`.
@@ -64,20 +71,39 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
                                                           annotations/panoptic_{train,val}2017.zip; unzip
                                                           those two inside annotations/ to get
                                                           annotations/panoptic_{train,val}2017/*.png
+                                                          (or detectron2's panoptic_{train,val}2017/*.png
+                                                          beside annotations/)
+    Only val2017 (its images, panoptic JSON + PNGs and captions JSON) is enough to build `validation`.
     Then: keras-openseg build-dataset coco_panoptic_captions --manual-dir <that folder>
     """
 
-    def required_manual_paths(self):
-        """The files and folders the manual dir must hold (see `_manual_dir`)."""
-        paths = []
-        for coco_split in _SPLITS.values():
-            paths += [
+    def manual_paths_by_split(self, manual_dir=None):
+        """The files and folders each split needs, `{split: [paths]}` (see `keras_openseg.datasets.manual_download`).
+
+        The panoptic PNGs may be in COCO's layout (`annotations/panoptic_{split}2017/`, the zip unzipped inside
+        `annotations/`) or in detectron2's (`panoptic_{split}2017/` beside `annotations/`); with `manual_dir`
+        given, each split takes the layout found there, else COCO's.
+        """
+        return {
+            split: [
                 f"annotations/panoptic_{coco_split}.json",
-                f"annotations/panoptic_{coco_split}",
+                _png_dir(manual_dir, coco_split),
                 f"annotations/captions_{coco_split}.json",
                 coco_split,
             ]
-        return paths
+            for split, coco_split in _SPLITS.items()
+        }
+
+    def required_manual_paths(self):
+        """Every file and folder of a complete download in COCO's layout (both splits)."""
+        return [path for paths in self.manual_paths_by_split().values() for path in paths]
+
+    def check_manual_dir(self, manual_dir):
+        """Returns `(complete splits, {incomplete split: what is missing})`; a `ManualDirError` when none is complete.
+
+        Each split is built when its files are there (a manual dir with only val2017 builds `validation`).
+        """
+        return manual_download.complete_splits(manual_dir, self.manual_paths_by_split(manual_dir), self.info.full_name)
 
     def _info(self):
         return self.dataset_info_from_configs(
@@ -99,19 +125,23 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             homepage="https://cocodataset.org/#panoptic-2020",
-            metadata=tfds.core.MetadataDict(categories=[], data_report={}),
+            metadata=tfds.core.MetadataDict(categories=[], data_report={}, incomplete_splits={}),
         )
 
     def _split_generators(self, dl_manager):
         manual_dir = dl_manager.manual_dir
-        _manual_dir.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
-        return {split: self._generate_examples(manual_dir, split) for split in _SPLITS}
+        complete, incomplete = self.check_manual_dir(manual_dir)
+        for split, reason in incomplete.items():
+            logging.warning("%s: the %s split is not built: %s", self.info.full_name, split, reason)
+        self.info.metadata["incomplete_splits"] = incomplete
+        return {split: self._generate_examples(manual_dir, split) for split in complete}
 
     def _generate_examples(self, manual_dir, split):
         coco_split = _SPLITS[split]
-        panoptic = _manual_dir.read_json(manual_dir, f"annotations/panoptic_{coco_split}.json")
+        png_dir = _png_dir(manual_dir, coco_split)
+        panoptic = manual_download.read_json(manual_dir, f"annotations/panoptic_{coco_split}.json")
         self._record_categories(panoptic["categories"], coco_split)
-        captions_json = _manual_dir.read_json(manual_dir, f"annotations/captions_{coco_split}.json")
+        captions_json = manual_download.read_json(manual_dir, f"annotations/captions_{coco_split}.json")
         captions = _captions_by_image(captions_json)
         images = {image["id"]: image for image in panoptic["images"]}
 
@@ -120,13 +150,13 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
         for annotation in sorted(panoptic["annotations"], key=lambda annotation: annotation["image_id"]):
             image_id = annotation["image_id"]
             image = images.get(image_id)
-            png_path = f"annotations/panoptic_{coco_split}/{annotation['file_name']}"
-            png = _manual_dir.read_image_bytes(manual_dir, png_path)
+            png_path = f"{png_dir}/{annotation['file_name']}"
+            png = manual_download.read_image_bytes(manual_dir, png_path)
             if image is None:
                 problem, area_mismatches = "no entry in the JSON's images list", 0
             else:
                 problem, area_mismatches = _compare_png_with_segments(
-                    _manual_dir.decode_image(manual_dir, png_path, png), annotation["segments_info"], image
+                    manual_download.decode_image(manual_dir, png_path, png), annotation["segments_info"], image
                 )
             if problem:
                 report["rejected_panoptic_mismatch"] += 1
@@ -143,7 +173,7 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
             yield (
                 image_id,
                 {
-                    "image": _manual_dir.read_image_bytes(manual_dir, f"{coco_split}/{image['file_name']}"),
+                    "image": manual_download.read_image_bytes(manual_dir, f"{coco_split}/{image['file_name']}"),
                     "image/id": image_id,
                     "panoptic_image": png,
                     "segments": [_segment(info, image) for info in annotation["segments_info"]],
@@ -167,11 +197,21 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
         ]
         known = self.info.metadata["categories"]
         if known and known != categories:
-            raise _manual_dir.ManualDirError(
+            raise manual_download.ManualDirError(
                 f"annotations/panoptic_{coco_split}.json lists other categories than the other split's "
                 "panoptic JSON; both must come from the same panoptic_annotations_trainval2017.zip."
             )
         self.info.metadata["categories"] = categories
+
+
+def _png_dir(manual_dir, coco_split):
+    """The panoptic PNG folder of a split: COCO's `annotations/panoptic_*`, else detectron2's `panoptic_*`."""
+    coco_layout, detectron2_layout = f"annotations/panoptic_{coco_split}", f"panoptic_{coco_split}"
+    if manual_dir is not None:
+        manual_dir = epath.Path(manual_dir)
+        if not (manual_dir / coco_layout).is_dir() and (manual_dir / detectron2_layout).is_dir():
+            return detectron2_layout
+    return coco_layout
 
 
 _REPORT_KEYS = (

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from keras_openseg.datasets import _manual_dir
+from keras_openseg.datasets import manual_download
 
 # How many missing image ids the metadata keeps per split (the counts are always complete).
 _MAX_LISTED_IDS = 20
@@ -101,7 +101,7 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
     """
 
     def required_manual_paths(self):
-        """The files and folders the manual dir must hold for this config (see `_manual_dir`)."""
+        """The files and folders the manual dir must hold for this config (see `datasets.manual_download`)."""
         part = self.builder_config.name
         paths = []
         for pattern, image_folder in _PARTS[part]["splits"].values():
@@ -124,12 +124,12 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         manual_dir = dl_manager.manual_dir
-        _manual_dir.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
+        manual_download.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
         part = self.builder_config.name
         generators = {}
         for split, (pattern, image_folder) in _PARTS[part]["splits"].items():
             # Resolving the shards here makes an incomplete download fail before any split is written.
-            narrative_files = _manual_dir.sharded_files(manual_dir, f"{part}/annotations/{pattern}")
+            narrative_files = manual_download.sharded_files(manual_dir, f"{part}/annotations/{pattern}")
             generators[split] = self._generate_examples(manual_dir, split, narrative_files, image_folder)
         return generators
 
@@ -138,7 +138,7 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
         captions = collections.defaultdict(list)
         report = collections.Counter()
         for narrative_file in narrative_files:
-            for narrative in _manual_dir.read_jsonl(manual_dir, narrative_file):
+            for narrative in manual_download.read_jsonl(manual_dir, narrative_file):
                 report["narratives"] += 1
                 caption = narrative["caption"].strip()
                 if caption:
@@ -161,7 +161,7 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
             yield (
                 image_id,
                 {
-                    "image": _manual_dir.read_image_bytes(manual_dir, image_path),
+                    "image": manual_download.read_image_bytes(manual_dir, image_path),
                     "image/id": part["image_id"](image_id),
                     "image/filename": file_name,
                     "captions": captions[image_id],
@@ -169,7 +169,7 @@ class LocalizedNarratives(tfds.core.GeneratorBasedBuilder):
             )
 
         if captions and not report["examples"]:
-            raise _manual_dir.ManualDirError(
+            raise manual_download.ManualDirError(
                 f"none of the {len(captions)} images of the {split} narratives is in {manual_dir}/{images_dir} "
                 f"(e.g. {images_dir}/{part['file_name'](missing_ids[0])}); see the README for the layout."
             )

@@ -5,9 +5,9 @@ import io
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from PIL import Image
 
-from keras_openseg.datasets import _manual_dir
+from keras_openseg.datasets import manual_download
+from keras_openseg.datasets import semantic_segmentation
 
 _HERE = epath.Path(__file__).parent
 # The 459 labels in label-value order (`LabelMap` value 1 is the first), spelled as PASCAL-Context's
@@ -46,7 +46,7 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
     Splits: `train` (4,998 images, VOC 2010 `ImageSets/Main/train.txt`) and `validation` (5,105 images,
     `val.txt`, the benchmark split). The builder checks that `labels.txt` lists the 459 names it expects
     (ignoring spaces), so a label-value mismatch cannot go unnoticed. A missing or damaged file stops the build
-    with a `keras_openseg.datasets._manual_dir.ManualDirError` naming it.
+    with a `keras_openseg.datasets.ManualDirError` naming it.
 
     Example:
     ```python
@@ -88,7 +88,7 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
     """
 
     def required_manual_paths(self):
-        """The files and folders the manual dir must hold (see `keras_openseg.datasets._manual_dir`)."""
+        """The files and folders the manual dir must hold (see `keras_openseg.datasets.manual_download`)."""
         return [
             f"{_ROOT}/JPEGImages",
             *(f"{_ROOT}/ImageSets/Main/{voc_split}.txt" for voc_split in _SPLITS.values()),
@@ -99,13 +99,7 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
     def _info(self):
         config = _CONFIGS[self.builder_config.name]
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-                    "image/filename": tfds.features.Text(),
-                    "semantic": tfds.features.Image(shape=(None, None, 1), dtype=np.uint16, encoding_format="png"),
-                }
-            ),
+            features=semantic_segmentation.semantic_segmentation_features(),
             supervised_keys=("image", "semantic"),
             homepage="https://cs.stanford.edu/~roozbeh/pascal-context/",
             metadata=tfds.core.MetadataDict(
@@ -115,7 +109,7 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         manual_dir = dl_manager.manual_dir
-        _manual_dir.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
+        manual_download.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
         check_labels_txt((manual_dir / f"{_ROOT}/labels.txt").read_text(), f"{_ROOT}/labels.txt")
         label_map_to_semantic = label_map_lookup_table(self.builder_config.name)
         return {
@@ -126,10 +120,10 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, manual_dir, voc_split, label_map_to_semantic):
         image_ids = (manual_dir / f"{_ROOT}/ImageSets/Main/{voc_split}.txt").read_text().split()
         for image_id in image_ids:
-            image = _manual_dir.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg")
+            image = manual_download.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg")
             mat_path = f"{_ROOT}/trainval/{image_id}.mat"
             label_map = read_label_map(manual_dir, mat_path)
-            _check_same_size(image, label_map, mat_path)
+            semantic_segmentation.check_same_size(image, label_map, mat_path)
             yield (
                 image_id,
                 {
@@ -176,7 +170,7 @@ def check_labels_txt(text, path="labels.txt"):
         if names.get(value, "").replace(" ", "").lower() != expected.replace(" ", "")
     ]
     if mismatches:
-        raise _manual_dir.ManualDirError(
+        raise manual_download.ManualDirError(
             f"{path} is not PASCAL-Context's 459-label list: {len(mismatches)} label values differ, e.g. "
             f"{'; '.join(mismatches[:3])}. Use the labels.txt of trainval.tar.gz."
         )
@@ -189,26 +183,17 @@ def read_label_map(manual_dir, relative_path):
 
     path = epath.Path(manual_dir) / relative_path
     if not path.exists():
-        raise _manual_dir.ManualDirError(f"missing {relative_path} in {manual_dir}")
+        raise manual_download.ManualDirError(f"missing {relative_path} in {manual_dir}")
     try:
         label_map = scipy.io.loadmat(io.BytesIO(path.read_bytes()))["LabelMap"]
     except Exception as error:  # scipy raises several types (MatReadError, ValueError, zlib.error) for damaged files
-        raise _manual_dir.ManualDirError(
+        raise manual_download.ManualDirError(
             f"{relative_path} in {manual_dir} is not a readable PASCAL-Context .mat file with a LabelMap "
             f"({error!r}); extract trainval.tar.gz again."
         ) from None
     if label_map.ndim != 2 or label_map.size == 0 or label_map.max() > len(PC459_CLASS_NAMES):
-        raise _manual_dir.ManualDirError(
+        raise manual_download.ManualDirError(
             f"{relative_path} in {manual_dir}: LabelMap must be a 2-D map of values 0..459, got shape "
             f"{label_map.shape} and maximum {label_map.max() if label_map.size else None}."
         )
     return label_map.astype(np.int64)
-
-
-def _check_same_size(image, label_map, path):
-    # Pillow reads the size from the JPEG header without decoding the pixels.
-    width, height = Image.open(io.BytesIO(image)).size
-    if label_map.shape != (height, width):
-        raise _manual_dir.ManualDirError(
-            f"{path}: LabelMap is {label_map.shape[1]}x{label_map.shape[0]} but its image is {width}x{height}."
-        )

@@ -3,7 +3,8 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_openseg.datasets import _manual_dir
+from keras_openseg.datasets import manual_download
+from keras_openseg.datasets import semantic_segmentation
 
 # Label values of VOC's SegmentationClass PNGs: 0 = background, 1..20 the classes in this order, 255 = the
 # "void" outline around objects (and unlabeled pixels). The names are VOC's own (`tvmonitor`, `pottedplant`,
@@ -53,7 +54,7 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
 
     Splits: `train` (1,464 images of `ImageSets/Segmentation/train.txt`) and `validation` (1,449 images of
     `val.txt`, the benchmark split). A missing or truncated file stops the build with a
-    `keras_openseg.datasets._manual_dir.ManualDirError` naming it.
+    `keras_openseg.datasets.ManualDirError` naming it.
 
     Example:
     ```python
@@ -91,7 +92,7 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
     """
 
     def required_manual_paths(self):
-        """The files and folders the manual dir must hold (see `keras_openseg.datasets._manual_dir`)."""
+        """The files and folders the manual dir must hold (see `keras_openseg.datasets.manual_download`)."""
         return [
             f"{_ROOT}/JPEGImages",
             f"{_ROOT}/SegmentationClass",
@@ -100,13 +101,7 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
 
     def _info(self):
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-                    "image/filename": tfds.features.Text(),
-                    "semantic": tfds.features.Image(shape=(None, None, 1), dtype=np.uint16, encoding_format="png"),
-                }
-            ),
+            features=semantic_segmentation.semantic_segmentation_features(),
             supervised_keys=("image", "semantic"),
             homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
             metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES), ignore_label=IGNORE_LABEL),
@@ -114,7 +109,7 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         manual_dir = dl_manager.manual_dir
-        _manual_dir.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
+        manual_download.check_manual_dir(manual_dir, self.required_manual_paths(), self.info.full_name)
         return {split: self._generate_examples(manual_dir, voc_split) for split, voc_split in _SPLITS.items()}
 
     def _generate_examples(self, manual_dir, voc_split):
@@ -125,9 +120,9 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
             yield (
                 image_id,
                 {
-                    "image": _manual_dir.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg"),
+                    "image": manual_download.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg"),
                     "image/filename": f"{image_id}.jpg",
-                    "semantic": read_class_indices(_manual_dir.decode_image(manual_dir, label_path), label_path),
+                    "semantic": read_class_indices(manual_download.decode_image(manual_dir, label_path), label_path),
                 },
             )
 
@@ -144,14 +139,14 @@ def read_class_indices(pixels, path="the label PNG"):
         np.ndarray. `[H, W, 1]` uint16.
     """
     if pixels.ndim != 2:
-        raise _manual_dir.ManualDirError(
+        raise manual_download.ManualDirError(
             f"{path}: expected a palette PNG of class indices ([H, W]), got pixels of shape {pixels.shape}; "
             "use the SegmentationClass files of VOCtrainval_11-May-2012.tar unchanged."
         )
     values = np.unique(pixels)
     unexpected = values[(values > len(CLASS_NAMES) - 1) & (values != IGNORE_LABEL)]
     if unexpected.size:
-        raise _manual_dir.ManualDirError(
+        raise manual_download.ManualDirError(
             f"{path}: label values {unexpected.tolist()} are neither a VOC class (0..20) nor void (255)."
         )
     return pixels.astype(np.uint16)[..., None]
