@@ -64,8 +64,8 @@ def test_semantic_values_follow_the_label_map(built):
                 name = {"table": "diningtable"}.get(name, name)
                 expected = names.index(name) if name in names else ignore
             assert stored[0] == expected, (image_id, value, name)
-    # 2008_000008 paints a table (labels.txt 397), a person (284) and an air conditioner (3).
-    semantic = semantics["2008_000008"]
+    # 2008_000007 paints a table (labels.txt 397), a person (284) and an air conditioner (3).
+    semantic = semantics["2008_000007"]
     if builder.builder_config.name == "59":
         assert names[semantic[0, 0]] == "diningtable" and names[semantic[0, 4]] == "person"
         assert semantic[4, 5] == 255 and semantic[2, 5] == 255  # a non-59 class and unlabeled
@@ -119,3 +119,28 @@ def test_damaged_mat_file_is_named(tmp_path):
     (tmp_path / "broken.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
     with pytest.raises(_manual_dir.ManualDirError, match="broken.mat"):
         pascal_context.read_label_map(tmp_path, "broken.mat")
+
+
+@pytest.mark.backend_independent
+def test_validation_is_the_fields_5104_images(shared_data_dir, tmp_path):
+    shipped = pascal_context.FIELD_VALIDATION_IDS
+    assert len(shipped) == len(set(shipped)) == 5104
+    assert list(shipped) == (shared_data_dir / "splits/pascal_context_val_5104.txt").read_text().split()
+    # A val.txt image outside the field's list (VOC 2010's val.txt has one) is left out and named.
+    manual_dir = tmp_path / "manual"
+    shutil.copytree(DUMMY_DATA, manual_dir)
+    root = manual_dir / "VOCdevkit/VOC2010"
+    extra = "2008_000005"
+    assert extra not in shipped
+    for folder, suffix in (("JPEGImages", ".jpg"), ("trainval", ".mat")):
+        shutil.copy(root / folder / f"2008_000009{suffix}", root / folder / f"{extra}{suffix}")
+    val_txt = root / "ImageSets/Main/val.txt"
+    val_txt.write_text(val_txt.read_text() + f"{extra}\n")
+    builder = PascalContext(config="59", data_dir=tmp_path / "tfds")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    ids = {e["image/filename"].decode()[:-4] for e in tfds.as_numpy(builder.as_dataset(split="validation"))}
+    assert ids == {"2008_000007", "2008_000009"} and ids <= set(shipped)
+    assert builder.info.metadata["validation_excluded_ids"] == [extra]
+    assert "5,104" in builder.info.metadata["validation_ids"]
+    train = {e["image/filename"].decode()[:-4] for e in tfds.as_numpy(builder.as_dataset(split="train"))}
+    assert not train & set(shipped)

@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from etils import epath
 
 from keras_openseg.datasets import manual_download
@@ -20,9 +21,13 @@ PC59_CLASS_NAMES = tuple(_HERE.joinpath("pc59_class_names.txt").read_text().spli
 _PC59_ALIASES = {"diningtable": "table"}
 
 _ROOT = "VOCdevkit/VOC2010"
-# tfds split -> VOC 2010's ImageSets/Main list: PASCAL-Context annotates all of VOC 2010 trainval, and its
-# benchmark splits are VOC's Main train (4,998 images) and val (5,105 images).
+# tfds split -> VOC 2010's ImageSets/Main list: PASCAL-Context annotates all of VOC 2010 trainval (train 4,998
+# images, val 5,105).
 _SPLITS = {"train": "train", "validation": "val"}
+# The 5,104 validation images the field evaluates PC-59 / PC-459 on (VOC 2010's Main/val.txt has one image
+# more). Source: cvlab-kaist/CAT-Seg, datasets/pascalcontext_val.txt (the val split of the Detail API's
+# trainval_merged.json that MaskFormer, SAN and FC-CLIP evaluate on too).
+FIELD_VALIDATION_IDS = tuple(_HERE.joinpath("pascal_context_val_5104.txt").read_text().split())
 _CONFIGS = {
     "59": {"class_names": PC59_CLASS_NAMES, "ignore_label": 255},
     "459": {"class_names": PC459_CLASS_NAMES, "ignore_label": 65535},
@@ -43,10 +48,14 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
       classes and unlabeled pixels are `255` (`ignore_label`). `class_names` use the benchmark spelling
       (`diningtable` for labels.txt's "table", `pottedplant`, `tvmonitor`).
 
-    Splits: `train` (4,998 images, VOC 2010 `ImageSets/Main/train.txt`) and `validation` (5,105 images,
-    `val.txt`, the benchmark split). The builder checks that `labels.txt` lists the 459 names it expects
-    (ignoring spaces), so a label-value mismatch cannot go unnoticed. A missing or damaged file stops the build
-    with a `keras_openseg.datasets.ManualDirError` naming it.
+    Splits: `train` (4,998 images, VOC 2010 `ImageSets/Main/train.txt`) and `validation`, the benchmark split:
+    the 5,104 images of `val.txt` that the field evaluates on (`FIELD_VALIDATION_IDS`); the one other image of
+    `val.txt` is left out and named in `metadata["validation_excluded_ids"]`. (The field's train split has 4,996
+    images, from the Detail API's trainval_merged.json; no id list of it is shipped, so `train` is VOC's 4,998.)
+
+    The builder checks that `labels.txt` lists the 459 names it expects (ignoring spaces), so a label-value
+    mismatch cannot go unnoticed. A missing or damaged file stops the build with a
+    `keras_openseg.datasets.ManualDirError` naming it.
 
     Example:
     ```python
@@ -64,8 +73,11 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
     """
 
     name = "pascal_context"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: PC-59 and PC-459 train/val from the 459-label .mat files."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: PC-59 and PC-459 train/val from the 459-label .mat files.",
+        "1.1.0": "validation = the field's 5,104 images (VOC 2010 val.txt lists 5,105).",
+    }
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(
             name="59",
@@ -103,7 +115,11 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
             supervised_keys=("image", "semantic"),
             homepage="https://cs.stanford.edu/~roozbeh/pascal-context/",
             metadata=tfds.core.MetadataDict(
-                class_names=list(config["class_names"]), ignore_label=config["ignore_label"]
+                class_names=list(config["class_names"]),
+                ignore_label=config["ignore_label"],
+                validation_ids="pascal_context_val_5104.txt: the field's 5,104 validation images "
+                "(cvlab-kaist/CAT-Seg datasets/pascalcontext_val.txt)",
+                validation_excluded_ids=[],
             ),
         )
 
@@ -119,6 +135,9 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, manual_dir, voc_split, label_map_to_semantic):
         image_ids = (manual_dir / f"{_ROOT}/ImageSets/Main/{voc_split}.txt").read_text().split()
+        if voc_split == "val":
+            image_ids, excluded = field_validation_ids(image_ids)
+            self.info.metadata["validation_excluded_ids"] = excluded
         for image_id in image_ids:
             image = manual_download.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg")
             mat_path = f"{_ROOT}/trainval/{image_id}.mat"
@@ -132,6 +151,25 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
                     "semantic": label_map_to_semantic[label_map][..., None],
                 },
             )
+
+
+def field_validation_ids(val_ids):
+    """Splits VOC 2010 `val.txt`'s ids into `(the field's validation ids, the other ones)`, in `val.txt` order.
+
+    Logs a warning when `val.txt` lacks some of the 5,104 (an incomplete download: fewer images are evaluated).
+    """
+    field = set(FIELD_VALIDATION_IDS)
+    kept = [image_id for image_id in val_ids if image_id in field]
+    absent = len(field) - len(set(kept))
+    if absent:
+        logging.warning(
+            "pascal_context: ImageSets/Main/val.txt lacks %d of the field's %d validation images; the validation "
+            "split has %d.",
+            absent,
+            len(field),
+            len(kept),
+        )
+    return kept, [image_id for image_id in val_ids if image_id not in field]
 
 
 def label_map_lookup_table(config_name):
