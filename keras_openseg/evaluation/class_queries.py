@@ -1,8 +1,10 @@
 """Text queries for an evaluation vocabulary: names per class (synonym ensembles) and their embeddings.
 
 A class may be named by several names; `OpenSegModel.segment` scores it by the max over its names (paper sec. 3.4
-and App. I). Without synonyms each class is queried by its name exactly as the dataset writes it (ADE-847's
-WordNet strings such as "building, edifice" included, stripped of spaces at the ends). With synonyms:
+and App. I). A class written as several comma-separated names (A-847's WordNet lists such as "person,
+individual, someone, somebody, mortal, soul") is queried by each of them, as the paper does; `split_names=False`
+keeps it as one string. Without synonyms every other class is queried by its name exactly as the dataset writes
+it (stripped of spaces at the ends). With synonyms:
 
 * a class listed in the package's synonym file of its benchmark (`synonyms_<vocabulary>.json` beside this
   module: `ade150`, `ade847`, `pc59`, `pc459`, `voc20`) is queried by exactly the names listed there. The lists
@@ -54,15 +56,17 @@ def _synonym_table(synonyms):
     return {normalize_class_name(name): list(names) for name, names in synonyms.items()}
 
 
-def class_queries(class_names, synonyms=None):
+def class_queries(class_names, synonyms=None, split_names=True):
     """Names to query for each class.
 
     Args:
         class_names: list of str. The evaluation classes in label order.
-        synonyms: None, bool, str or dict. None / False: each class by its own name. True: the package's
-            synonym lists of all benchmarks, plus comma-separated names. A vocabulary name (e.g. "ade150"): that
-            benchmark's lists only, plus comma-separated names. A dict `{class name: [names]}`: your own lists,
-            plus comma-separated names. Defaults to None.
+        synonyms: None, bool, str or dict. None / False: each class by its own name(s). True: the package's
+            synonym lists of all benchmarks. A vocabulary name (e.g. "ade150"): that benchmark's lists only. A
+            dict `{class name: [names]}`: your own lists. Defaults to None.
+        split_names: bool. A class without a synonym list whose name holds commas ("building, edifice") is
+            queried by each comma-separated name (paper sec. 3.4: a max ensemble over the names); False keeps
+            it as one string. Defaults to True.
 
     Returns:
         list of lists of str: the names of each class, de-duplicated, in order.
@@ -70,15 +74,15 @@ def class_queries(class_names, synonyms=None):
     Example:
     >>> class_queries(["tvmonitor", "building, edifice", "cat"], synonyms="voc20")
     [['tv monitor', 'television', 'monitor'], ['building', 'edifice'], ['cat']]
+    >>> class_queries(["building, edifice"], split_names=False)
+    [['building, edifice']]
     """
-    if not synonyms:
-        return [[str(name).strip()] for name in class_names]
-    table = _synonym_table(synonyms)
+    table = _synonym_table(synonyms) if synonyms else {}
     queries = []
     for name in class_names:
         names = table.get(normalize_class_name(name))
         if names is None:
-            names = [part for part in str(name).split(",")]
+            names = str(name).split(",") if split_names else [str(name)]
         names = [n.strip() for n in names if n.strip()]
         queries.append(list(dict.fromkeys(names)) or [str(name).strip()])
     return queries
