@@ -6,6 +6,10 @@ so the union is the 59 names), and every pixel won by a PC-59 class that is not 
 background. `voc_background_rule` applies the rule to a prediction over such an extended vocabulary;
 `evaluate(..., background_class_names=..., background_label=...)` applies the same rule while streaming.
 
+The package reports this as PAS-20b (`pascal_voc/20b`, whose metadata carries the rule:
+`dataset_background_options`). PAS-20 (`pascal_voc/20`) is the field's VOC benchmark without the rule: the 20
+VOC names are queried and background pixels are not scored.
+
 Spelling: the VOC names are the devkit's (`aeroplane`, `diningtable`, `motorbike`, `pottedplant`, `tvmonitor`).
 Names are compared after `normalize_class_name` (lower case, no spaces, underscores or hyphens), so
 `"tv monitor"` and `"tvmonitor"` are the same class.
@@ -28,6 +32,32 @@ PASCAL_CONTEXT_59_CLASS_NAMES = (
     "person", "plate", "platform", "pottedplant", "road", "rock", "sheep", "shelves", "sidewalk", "sign", "sky",
     "snow", "sofa", "diningtable", "track", "train", "tree", "truck", "tvmonitor", "wall", "water", "window", "wood",
 )  # fmt: skip
+
+
+# The PC-59 classes outside VOC: what PAS-20b's background is made of (39 names).
+VOC_BACKGROUND_CLASS_NAMES = tuple(name for name in PASCAL_CONTEXT_59_CLASS_NAMES if name not in VOC_CLASS_NAMES)
+
+
+def dataset_background_options(metadata):
+    """The `evaluate()` background arguments a dataset's builder metadata asks for (PAS-20b), else `{}`.
+
+    Args:
+        metadata: dict. `builder.info.metadata`; `pascal_voc/20b` holds `background_label` (0) and
+            `background_class_names` (the PC-59 classes outside VOC).
+
+    Returns:
+        dict: `{"background_label": int, "background_class_names": list}` or `{}`.
+
+    Example:
+    >>> dataset_background_options({"background_label": 0, "background_class_names": ["sky"]})
+    {'background_label': 0, 'background_class_names': ['sky']}
+    >>> dataset_background_options({"class_names": ["aeroplane"]})
+    {}
+    """
+    names = (metadata or {}).get("background_class_names")
+    if not names:
+        return {}
+    return {"background_label": int(metadata["background_label"]), "background_class_names": list(names)}
 
 
 def normalize_class_name(name):

@@ -4,6 +4,10 @@ import math
 
 # Paper table 2 column order.
 BENCHMARKS = ("A-847", "PC-459", "A-150", "PC-59", "PAS-20")
+# Other benchmarks of the package, in the order their columns follow the paper's five when a table has them:
+# PAS-20b (VOC with the paper's background rule) and COCO (COCO panoptic val as 133-class semantic
+# segmentation, paper fig. 5).
+MORE_BENCHMARKS = ("PAS-20b", "COCO")
 
 _BENCHMARK_OF_DATASET = {
     "ade20k/847": "A-847",
@@ -12,14 +16,24 @@ _BENCHMARK_OF_DATASET = {
     "pascal_context/59": "PC-59",
     "pascal_voc/20": "PAS-20",
     "pascal_voc": "PAS-20",
+    "pascal_voc/20b": "PAS-20b",
+    "coco_panoptic_captions/2017": "COCO",
+    "coco_panoptic_captions": "COCO",
 }
 
 # Benchmark -> the vocabulary of its package synonym lists (`class_queries.load_synonyms`).
-SYNONYM_VOCABULARY = {"A-847": "ade847", "PC-459": "pc459", "A-150": "ade150", "PC-59": "pc59", "PAS-20": "voc20"}
+SYNONYM_VOCABULARY = {
+    "A-847": "ade847",
+    "PC-459": "pc459",
+    "A-150": "ade150",
+    "PC-59": "pc59",
+    "PAS-20": "voc20",
+    "PAS-20b": "voc20",
+}
 
 
 def benchmark_name(dataset_name):
-    """tfds name ("ade20k/150", "pascal_voc/20:1.0.0") -> the paper's column ("A-150"); others unchanged."""
+    """tfds name ("ade20k/150", "pascal_voc/20:1.0.0") -> its benchmark ("A-150", "PAS-20"); others unchanged."""
     base = str(dataset_name).split(":")[0]
     return _BENCHMARK_OF_DATASET.get(base, base)
 
@@ -41,9 +55,13 @@ def _markdown(header, rows):
 def format_miou_table(rows, metric="miou"):
     """Markdown table of mIoU (%) with the columns of paper table 2: A-847 | PC-459 | A-150 | PC-59 | PAS-20.
 
+    PAS-20 is VOC with background not scored (`pascal_voc/20`), PAS-20b VOC with the paper's background rule
+    (`pascal_voc/20b`); each is reported under its own name.
+
     Args:
         rows: dict `{row name: {benchmark or tfds name: results dict of evaluate() or a float}}`. Benchmarks
-            outside the paper's five (e.g. "openseg_shapes") get columns after them.
+            outside the paper's five get columns after them: PAS-20b and COCO first, then any other (e.g.
+            "openseg_shapes").
         metric: str. The results key to show, e.g. "miou" or "grounding_miou". Defaults to "miou".
 
     Example:
@@ -52,7 +70,9 @@ def format_miou_table(rows, metric="miou"):
     ...
     """
     cells = {name: {benchmark_name(k): v for k, v in results.items()} for name, results in rows.items()}
-    extra = [b for r in cells.values() for b in r if b not in BENCHMARKS]
+    present = {b for r in cells.values() for b in r}
+    extra = [b for b in MORE_BENCHMARKS if b in present]
+    extra += [b for r in cells.values() for b in r if b not in BENCHMARKS + MORE_BENCHMARKS]
     columns = list(BENCHMARKS) + list(dict.fromkeys(extra))
     body = []
     for name, results in cells.items():

@@ -1,5 +1,6 @@
 """Tests of the `pascal_voc` builder on its dummy data (VOC 2012's on-disk format, palette PNG labels)."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -21,17 +22,47 @@ VOC_ROOT = DUMMY_DATA / "VOCdevkit" / "VOC2012"
 @pytest.mark.backend_independent
 class PascalVOCBuilderTest(tfds_testing.DatasetBuilderTestCase):
     DATASET_CLASS = PascalVOC
-    BUILDER_CONFIG_NAMES_TO_TEST = ["20"]
+    BUILDER_CONFIG_NAMES_TO_TEST = ["20", "20b"]
     SPLITS = {"train": 2, "validation": 2}
     SKIP_CHECKSUMS = True
 
 
-@pytest.fixture(scope="module")
-def validation_examples(tmp_path_factory):
-    builder = PascalVOC(config="20", data_dir=tmp_path_factory.mktemp("tfds"))
+def _validation_examples(config, data_dir):
+    builder = PascalVOC(config=config, data_dir=data_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=DUMMY_DATA))
     examples = tfds.as_numpy(builder.as_dataset(split="validation"))
     return builder, {example["image/filename"].decode(): example for example in examples}
+
+
+@pytest.fixture(scope="module")
+def validation_examples(tmp_path_factory):
+    """PAS-20b: VOC's raw labels."""
+    return _validation_examples("20b", tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.mark.backend_independent
+def test_pas20_does_not_score_background(tmp_path):
+    builder, examples = _validation_examples("20", tmp_path)
+    metadata = builder.info.metadata
+    assert metadata["benchmark"] == "PAS-20" and metadata["class_names"] == list(pascal_voc.CLASS_NAMES[1:])
+    assert metadata["ignore_label"] == 255 and "background_class_names" not in metadata
+    for filename, example in examples.items():
+        raw = np.asarray(Image.open(VOC_ROOT / "SegmentationClass" / filename.replace(".jpg", ".png"))).astype(int)
+        expected = np.where((raw == 0) | (raw == 255), 255, raw - 1)
+        np.testing.assert_array_equal(example["semantic"][..., 0], expected)
+    semantic = examples["2007_000039.jpg"]["semantic"][..., 0]
+    assert set(np.unique(semantic)) == {19, 255} and metadata["class_names"][19] == "tvmonitor"
+
+
+@pytest.mark.backend_independent
+def test_pas20b_names_its_background_rule(validation_examples, shared_data_dir):
+    builder, _ = validation_examples
+    metadata = builder.info.metadata
+    assert metadata["benchmark"] == "PAS-20b" and metadata["background_label"] == 0
+    pc59 = json.loads((shared_data_dir / "vocabularies/pc59.json").read_text())
+    voc20 = json.loads((shared_data_dir / "vocabularies/voc20.json").read_text())
+    assert metadata["background_class_names"] == [name for name in pc59 if name not in voc20]
+    assert len(metadata["background_class_names"]) == 39
 
 
 @pytest.mark.backend_independent

@@ -9,6 +9,8 @@ from keras_openseg.evaluation import VOC_CLASS_NAMES
 from keras_openseg.evaluation import background_query_labels
 from keras_openseg.evaluation import voc_background_rule
 from keras_openseg.evaluation import voc_extended_vocabulary
+from keras_openseg.evaluation.background_rule import VOC_BACKGROUND_CLASS_NAMES
+from keras_openseg.evaluation.background_rule import dataset_background_options
 
 
 def test_extended_vocabulary_is_pc59_since_voc_is_inside_it():
@@ -40,3 +42,13 @@ def test_names_match_in_any_spelling():
 def test_out_of_range_prediction():
     with pytest.raises(ValueError, match="predictions"):
         voc_background_rule([59], voc_extended_vocabulary())
+
+
+def test_pas20b_metadata_carries_the_rule_to_evaluate():
+    from keras_openseg.datasets.pascal_voc import pascal_voc
+
+    assert len(VOC_BACKGROUND_CLASS_NAMES) == 39 and not set(VOC_BACKGROUND_CLASS_NAMES) & set(VOC_CLASS_NAMES)
+    assert VOC_BACKGROUND_CLASS_NAMES == pascal_voc.BACKGROUND_CLASS_NAMES
+    metadata = {"class_names": ["background", "cat"], "background_label": 0, "background_class_names": ["sky"]}
+    assert dataset_background_options(metadata) == {"background_label": 0, "background_class_names": ["sky"]}
+    assert dataset_background_options({"class_names": list(VOC_CLASS_NAMES), "ignore_label": 255}) == {}  # PAS-20

@@ -6,6 +6,7 @@ from keras_openseg.evaluation import benchmark_name
 from keras_openseg.evaluation import format_miou_table
 from keras_openseg.evaluation import format_per_class_table
 from keras_openseg.evaluation import format_recall_table
+from keras_openseg.evaluation.tables import SYNONYM_VOCABULARY
 
 pytestmark = pytest.mark.backend_independent
 
@@ -36,3 +37,15 @@ def test_recall_and_per_class_tables():
     results = {"per_class_iou": {"cat": 0.5, "dog": None}, "per_class_grounding_iou": {"cat": 1.0}}
     table = format_per_class_table(results)
     assert "| cat   | 50.0 | 100.0" in table and "| dog   | -" in table
+
+
+def test_voc_is_reported_as_pas20_and_pas20b_under_those_names():
+    assert benchmark_name("pascal_voc/20") == "PAS-20"  # background not scored
+    assert benchmark_name("pascal_voc/20b:1.1.0") == "PAS-20b"  # the paper's background rule
+    table = format_miou_table({"ours": {"pascal_voc/20b": 0.6, "openseg_shapes": 0.5, "pascal_voc/20": 0.7}})
+    header, row = (
+        [c.strip() for c in line.strip("|").split("|")] for line in (table.splitlines()[1], table.splitlines()[3])
+    )
+    assert header == ["Method", "A-847", "PC-459", "A-150", "PC-59", "PAS-20", "PAS-20b", "openseg_shapes"]
+    assert row == ["ours", "-", "-", "-", "-", "70.0", "60.0", "50.0"]
+    assert SYNONYM_VOCABULARY["PAS-20b"] == SYNONYM_VOCABULARY["PAS-20"] == "voc20"

@@ -1,10 +1,13 @@
-"""`pascal_voc`: PASCAL VOC 2012 semantic segmentation (the PAS-20 benchmark), from a manual download."""
+"""`pascal_voc`: PASCAL VOC 2012 semantic segmentation (the PAS-20 and PAS-20b benchmarks), from a manual download."""
+
+import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_openseg.datasets import manual_download
 from keras_openseg.datasets import semantic_segmentation
+from keras_openseg.datasets.pascal_context.pascal_context import PC59_CLASS_NAMES
 
 # Label values of VOC's SegmentationClass PNGs: 0 = background, 1..20 the classes in this order, 255 = the
 # "void" outline around objects (and unlabeled pixels). The names are VOC's own (`tvmonitor`, `pottedplant`,
@@ -33,6 +36,23 @@ CLASS_NAMES = (
     "tvmonitor",
 )
 IGNORE_LABEL = 255
+# PAS-20b's background (paper sec. 4.1): whatever the PC-59 classes outside VOC cover (39 names).
+BACKGROUND_CLASS_NAMES = tuple(name for name in PC59_CLASS_NAMES if name not in CLASS_NAMES)
+
+
+@dataclasses.dataclass(eq=False)
+class PascalVOCConfig(tfds.core.BuilderConfig):
+    """A config of `pascal_voc`: what the background pixels are.
+
+    Args:
+        benchmark: str. "PAS-20": background is not scored (labels 0..19 = the 20 classes, background and void
+            255), as the field evaluates PAS-20. "PAS-20b": VOC's raw labels (0 = background, 1..20, 255 =
+            void), background scored as the pixels the model gives to a PC-59 class outside VOC (the paper's
+            rule).
+    """
+
+    benchmark: str = "PAS-20"
+
 
 _ROOT = "VOCdevkit/VOC2012"
 # tfds split -> VOC's ImageSets/Segmentation list.
@@ -40,13 +60,18 @@ _SPLITS = {"train": "train", "validation": "val"}
 
 
 class PascalVOC(tfds.core.GeneratorBasedBuilder):
-    """PASCAL VOC 2012 semantic segmentation with the raw VOC labels, built from a manual download.
+    """PASCAL VOC 2012 semantic segmentation as the PAS-20 and PAS-20b benchmarks, built from a manual download.
 
-    OpenSeg evaluates zero-shot on PASCAL VOC as PAS-20 (paper sec. 4.1): the 20 object classes, with
-    background handled by the evaluation. This builder keeps VOC's raw label values unchanged, so the
-    evaluation decides what background means: `semantic` holds 0 = background, 1..20 the classes in
-    `info.metadata["class_names"]` order (background first, then the 20 classes with VOC's spellings, e.g.
-    `tvmonitor`), and 255 = VOC's void outline (`info.metadata["ignore_label"]`).
+    OpenSeg evaluates zero-shot on PASCAL VOC's 20 object classes (paper sec. 4.1); the two configs differ in
+    what happens to VOC's background pixels:
+
+    - `pascal_voc/20` (PAS-20, as the field evaluates it: CAT-Seg, SAN, FC-CLIP): background is not scored.
+      `semantic` holds 0..19 for the 20 classes in `info.metadata["class_names"]` order (VOC's spellings, e.g.
+      `tvmonitor`) and 255 for background and VOC's void outline (`info.metadata["ignore_label"]`).
+    - `pascal_voc/20b` (PAS-20b, the paper's rule): VOC's raw label values, 0 = background, 1..20 the classes
+      (`class_names` starts with "background"), 255 = void. `metadata["background_label"]` (0) and
+      `metadata["background_class_names"]` (the 39 PC-59 classes outside VOC) tell the evaluation to query those
+      names too and to count their pixels as background (`keras_openseg.evaluation.background_rule`).
 
     VOC's SegmentationClass files are palette PNGs: the pixel values are the class indices and the palette
     only colours them. They are read as indices (never converted to RGB) and stored as 1-channel uint16 PNGs,
@@ -72,13 +97,24 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
     """
 
     name = "pascal_voc"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: VOC 2012 segmentation train/val with raw labels."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: VOC 2012 segmentation train/val with raw labels.",
+        "1.1.0": "pascal_voc/20 is PAS-20 (background not scored, classes 0..19); the raw labels with the "
+        "paper's background rule are pascal_voc/20b (PAS-20b).",
+    }
     BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(
+        PascalVOCConfig(
             name="20",
-            description="VOC 2012 segmentation: background + 20 classes, raw label values, 255 = void.",
-        )
+            benchmark="PAS-20",
+            description="PAS-20: the 20 classes 0..19; background and void 255 = not scored.",
+        ),
+        PascalVOCConfig(
+            name="20b",
+            benchmark="PAS-20b",
+            description="PAS-20b: raw labels (0 = background, 1..20, 255 = void); background = the PC-59 classes "
+            "outside VOC (paper sec. 4.1).",
+        ),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Download VOCtrainval_11-May-2012.tar from
@@ -88,7 +124,7 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
       VOCdevkit/VOC2012/JPEGImages/*.jpg
       VOCdevkit/VOC2012/SegmentationClass/*.png
       VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val}.txt
-    Then: keras-openseg build-dataset pascal_voc/20 --manual-dir <manual dir>
+    Then: keras-openseg build-dataset pascal_voc/20 --manual-dir <manual dir>   (or pascal_voc/20b)
     """
 
     def required_manual_paths(self):
@@ -100,11 +136,27 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
         ]
 
     def _info(self):
+        if self.builder_config.benchmark == "PAS-20":
+            metadata = tfds.core.MetadataDict(
+                class_names=list(CLASS_NAMES[1:]),
+                ignore_label=IGNORE_LABEL,
+                benchmark="PAS-20",
+                background="not scored: background pixels are 255 like void (the field's PAS-20)",
+            )
+        else:
+            metadata = tfds.core.MetadataDict(
+                class_names=list(CLASS_NAMES),
+                ignore_label=IGNORE_LABEL,
+                benchmark="PAS-20b",
+                background="the pixels won by a PC-59 class outside VOC (paper sec. 4.1)",
+                background_label=0,
+                background_class_names=list(BACKGROUND_CLASS_NAMES),
+            )
         return self.dataset_info_from_configs(
             features=semantic_segmentation.semantic_segmentation_features(),
             supervised_keys=("image", "semantic"),
             homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
-            metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES), ignore_label=IGNORE_LABEL),
+            metadata=metadata,
         )
 
     def _split_generators(self, dl_manager):
@@ -115,16 +167,25 @@ class PascalVOC(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, manual_dir, voc_split):
         list_path = f"{_ROOT}/ImageSets/Segmentation/{voc_split}.txt"
         image_ids = (manual_dir / list_path).read_text().split()
+        raw_to_semantic = None if self.builder_config.benchmark == "PAS-20b" else pas20_lookup_table()
         for image_id in image_ids:
             label_path = f"{_ROOT}/SegmentationClass/{image_id}.png"
+            semantic = read_class_indices(manual_download.decode_image(manual_dir, label_path), label_path)
             yield (
                 image_id,
                 {
                     "image": manual_download.read_image_bytes(manual_dir, f"{_ROOT}/JPEGImages/{image_id}.jpg"),
                     "image/filename": f"{image_id}.jpg",
-                    "semantic": read_class_indices(manual_download.decode_image(manual_dir, label_path), label_path),
+                    "semantic": semantic if raw_to_semantic is None else raw_to_semantic[semantic],
                 },
             )
+
+
+def pas20_lookup_table():
+    """The uint16 table from a raw VOC label (0..20, 255) to PAS-20's (class k + 1 -> k; background, void -> 255)."""
+    table = np.full(IGNORE_LABEL + 1, IGNORE_LABEL, np.uint16)
+    table[1 : len(CLASS_NAMES)] = np.arange(len(CLASS_NAMES) - 1)
+    return table
 
 
 def read_class_indices(pixels, path="the label PNG"):
