@@ -41,7 +41,7 @@ def test_cli_builds_from_dummy_data(tmp_path, capsys):
     argv = ["build-dataset", "coco_panoptic_captions", "--manual-dir", str(manual_dir), "--data-dir", str(tmp_path)]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "coco_panoptic_captions/2017/1.0.0 ready in" in out and "train 2, validation 1" in out
+    assert "coco_panoptic_captions/2017/1.1.0 ready in" in out and "train 2, validation 1" in out
     assert tfds.builder("coco_panoptic_captions", data_dir=tmp_path).info.splits["train"].num_examples == 2
 
 

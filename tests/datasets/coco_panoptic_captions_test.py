@@ -202,3 +202,53 @@ def test_required_manual_paths_is_the_documented_layout():
     readme = (DUMMY_DATA.parent / "README.md").read_text()
     for path in paths:
         assert path.split("/")[-1].split(".")[0] in readme
+
+
+class _PersonEverywhere:
+    """A model answering "person" (class 0) at every pixel, through `OpenSegModel.segment`'s contract."""
+
+    class text_embedder:
+        @staticmethod
+        def embed(texts, templates=None):
+            return np.eye(len(texts), 4, dtype=np.float32)
+
+    def segment(self, images, text_embeddings=None, name_valid=None, use_proposals=True):
+        logits = []
+        for image in images:
+            image_logits = np.zeros((text_embeddings.shape[0],) + image.shape[:2], np.float32)
+            image_logits[0] = 1.0
+            logits.append(image_logits)
+        return {"logits": logits}
+
+
+@pytest.mark.backend_independent
+def test_semantic_labels_give_coco_miou_to_the_evaluator(real_sample_manual_dir, tmp_path):
+    from keras_openseg.evaluation.evaluator import evaluate
+
+    manual_dir, panoptic = real_sample_manual_dir
+    builder = _prepare(manual_dir, tmp_path)
+    metadata = builder.info.metadata
+    category_ids = sorted(category["id"] for category in panoptic["categories"])
+    names = {category["id"]: category["name"] for category in panoptic["categories"]}
+    assert len(category_ids) == 133 and metadata["ignore_label"] == 255
+    assert metadata["class_names"] == [names[i] for i in category_ids] and metadata["class_names"][0] == "person"
+    annotations = {annotation["image_id"]: annotation for annotation in panoptic["annotations"]}
+    example = next(iter(tfds.as_numpy(builder.as_dataset(split="validation"))))
+    segment_ids = _segment_ids(example["panoptic_image"])
+    expected = np.full(segment_ids.shape, 255)
+    for info in annotations[int(example["image/id"])]["segments_info"]:  # crowd segments keep their class
+        expected[segment_ids == info["id"]] = category_ids.index(info["category_id"])
+    np.testing.assert_array_equal(example["semantic"][..., 0], expected)
+
+    results = evaluate(
+        _PersonEverywhere(),
+        builder.as_dataset(split="validation"),
+        metadata["class_names"],
+        ignore_label=metadata["ignore_label"],
+        proposal_recall=False,
+        progress=False,
+    )
+    present = np.unique(expected[expected != 255])
+    person_iou = np.sum(expected == 0) / np.sum(expected != 255)
+    assert results["num_classes"] == 133
+    assert results["miou"] == pytest.approx(person_iou / len(set(present.tolist()) | {0}))

@@ -11,6 +11,8 @@ from keras_openseg.datasets import manual_download
 
 # tfds split -> COCO's folder/file suffix.
 _SPLITS = {"train": "train2017", "validation": "val2017"}
+# `semantic` value of void pixels (the 133 categories take 0..132).
+IGNORE_LABEL = 255
 # How many offending image ids the metadata keeps per split (the counts are always complete).
 _MAX_LISTED_IDS = 20
 
@@ -41,7 +43,10 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
     detectron2's (`panoptic_{split}2017/` beside `annotations/`).
 
     The 133 categories (`id`, `name`, `isthing`) are read from the panoptic JSON into
-    `info.metadata["categories"]`.
+    `info.metadata["categories"]`. `semantic` is the panoptic annotation as 133-class semantic segmentation
+    (each segment's category index among the categories sorted by id, crowd included; void 255 =
+    `metadata["ignore_label"]`), with `metadata["class_names"]` in that order, so `evaluate` reports COCO mIoU
+    (paper fig. 5) beside proposal recall; training skips decoding it.
 
     Example:
     ```python
@@ -58,8 +63,12 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
     ```
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: COCO 2017 panoptic segments with captions."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: COCO 2017 panoptic segments with captions.",
+        "1.1.0": "`semantic`: the 133-class label map (COCO mIoU, paper fig. 5); splits built from what the manual "
+        "dir holds; detectron2's panoptic PNG layout.",
+    }
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name="2017", description="COCO 2017 panoptic train/val with 2017 captions.")
     ]
@@ -112,6 +121,7 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
                     "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
                     "image/id": np.int64,
                     "panoptic_image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+                    "semantic": tfds.features.Image(shape=(None, None, 1), dtype=np.uint16, encoding_format="png"),
                     "segments": tfds.features.Sequence(
                         {
                             "id": np.int64,
@@ -125,7 +135,9 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             homepage="https://cocodataset.org/#panoptic-2020",
-            metadata=tfds.core.MetadataDict(categories=[], data_report={}, incomplete_splits={}),
+            metadata=tfds.core.MetadataDict(
+                categories=[], class_names=[], ignore_label=IGNORE_LABEL, data_report={}, incomplete_splits={}
+            ),
         )
 
     def _split_generators(self, dl_manager):
@@ -141,6 +153,7 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
         png_dir = _png_dir(manual_dir, coco_split)
         panoptic = manual_download.read_json(manual_dir, f"annotations/panoptic_{coco_split}.json")
         self._record_categories(panoptic["categories"], coco_split)
+        category_ids = [category["id"] for category in self.info.metadata["categories"]]
         captions_json = manual_download.read_json(manual_dir, f"annotations/captions_{coco_split}.json")
         captions = _captions_by_image(captions_json)
         images = {image["id"]: image for image in panoptic["images"]}
@@ -155,9 +168,8 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
             if image is None:
                 problem, area_mismatches = "no entry in the JSON's images list", 0
             else:
-                problem, area_mismatches = _compare_png_with_segments(
-                    manual_download.decode_image(manual_dir, png_path, png), annotation["segments_info"], image
-                )
+                pixels = manual_download.decode_image(manual_dir, png_path, png)
+                problem, area_mismatches = _compare_png_with_segments(pixels, annotation["segments_info"], image)
             if problem:
                 report["rejected_panoptic_mismatch"] += 1
                 rejected_ids.append(image_id)
@@ -176,6 +188,7 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
                     "image": manual_download.read_image_bytes(manual_dir, f"{coco_split}/{image['file_name']}"),
                     "image/id": image_id,
                     "panoptic_image": png,
+                    "semantic": semantic_labels(pixels, annotation["segments_info"], category_ids)[..., None],
                     "segments": [_segment(info, image) for info in annotation["segments_info"]],
                     "captions": image_captions,
                 },
@@ -202,6 +215,7 @@ class CocoPanopticCaptions(tfds.core.GeneratorBasedBuilder):
                 "panoptic JSON; both must come from the same panoptic_annotations_trainval2017.zip."
             )
         self.info.metadata["categories"] = categories
+        self.info.metadata["class_names"] = [category["name"] for category in categories]
 
 
 def _png_dir(manual_dir, coco_split):
@@ -229,6 +243,35 @@ def _captions_by_image(captions_json):
     for annotation in sorted(captions_json["annotations"], key=lambda annotation: annotation["id"]):
         captions[annotation["image_id"]].append(annotation["caption"].strip())
     return captions
+
+
+def semantic_labels(pixels, segments_info, category_ids):
+    """The 133-class semantic label map of a panoptic PNG: each segment's category index, 255 = void.
+
+    As COCO panoptic val is evaluated as semantic segmentation (paper fig. 5; the conversion of Mask2Former's
+    `datasets/prepare_coco_semantic_annos_from_panoptic_annos.py`): every listed segment, crowd included, takes
+    the index of its category among the categories sorted by id; unlisted pixels (void) are `IGNORE_LABEL`.
+
+    Args:
+        pixels: np.ndarray. `[H, W, 3]` (or 4) uint8 panoptic PNG, segment id = R + 256 G + 256^2 B.
+        segments_info: list of dict. The JSON's segments (`id`, `category_id`).
+        category_ids: list of int. The category ids sorted, index = label value.
+
+    Returns:
+        np.ndarray. `[H, W]` uint16.
+    """
+    rgb = pixels[..., :3].astype(np.uint32)
+    segment_ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+    index = {category_id: label for label, category_id in enumerate(category_ids)}
+    semantic = np.full(segment_ids.shape, IGNORE_LABEL, np.uint16)
+    for info in segments_info:
+        if info["category_id"] not in index:
+            raise manual_download.ManualDirError(
+                f"segment {info['id']} has category_id {info['category_id']}, which the panoptic JSON's "
+                "categories do not list."
+            )
+        semantic[segment_ids == info["id"]] = index[info["category_id"]]
+    return semantic
 
 
 def _compare_png_with_segments(pixels, segments_info, image):
