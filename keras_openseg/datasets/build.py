@@ -10,12 +10,9 @@ builder's `required_manual_paths()`, so an incomplete download is reported as
     keras-openseg build-dataset openseg_shapes
 """
 
-import sys
-
 import tensorflow_datasets as tfds
 from etils import epath
 
-from keras_openseg.datasets.manual_download import ManualDirError
 from keras_openseg.datasets.manual_download import check_manual_dir
 
 
@@ -103,19 +100,15 @@ def add_arguments(parser):
 
 
 def run(args):
-    """Runs `keras-openseg build-dataset`; returns the process exit code (0 ok, 2 bad input or manual dir)."""
+    """Runs `keras-openseg build-dataset`; returns 0.
+
+    A bad name or config (`ValueError`) and an incomplete or damaged manual dir (`ManualDirError`, a
+    `ValueError`) are raised to `keras_openseg.cli`, which prints them as one `keras-openseg: error:` line and
+    exits 2.
+    """
     tfds.display_progress_bar(True)
-    # The user's arguments and download are reported as a message, not a traceback.
-    try:
-        _resolve(args.name, args.config)
-    except ValueError as error:
-        print(f"keras-openseg build-dataset: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        builder = build_dataset(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config)
-    except ManualDirError as error:
-        print(f"keras-openseg build-dataset: error: {error}", file=sys.stderr)
-        return 2
+    _resolve(args.name, args.config)  # before tfds starts: a wrong name is a message, not a tfds error
+    builder = build_dataset(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config)
     info = builder.info
     splits = ", ".join(f"{split} {info.splits[split].num_examples}" for split in info.splits)
     print(f"{info.full_name} ready in {builder.data_dir} ({splits} examples).")
