@@ -64,6 +64,7 @@ from keras_openseg.models.segmentation_logits import region_pooled_pixel_feature
 from keras_openseg.models.segmentation_logits import segmentation_logits
 
 FORMATS = ("saved_model", "onnx", "litert", "torch")
+GOOGLE_RELEASE_FORMAT = "google-savedmodel"  # keras_openseg.google_release: serving_default(inp_image_bytes, ...)
 IMAGE_DTYPES = ("float32", "uint8")
 STRIDE = 32  # the backbone needs sides that are multiples of P5's stride
 MASK_STRIDE = 4  # masks and pixel embeddings live on the P2 grid
@@ -351,7 +352,13 @@ def export_info(model, format, image_size=None, image_dtype="float32"):
 
 def add_arguments(parser):
     parser.add_argument("--preset", required=True, help="OpenSegModel preset: local dir, kaggle://, hf://")
-    parser.add_argument("--format", default="saved_model", choices=FORMATS, help="artifact format")
+    parser.add_argument(
+        "--format",
+        default="saved_model",
+        choices=FORMATS + (GOOGLE_RELEASE_FORMAT,),
+        help=f"artifact format; {GOOGLE_RELEASE_FORMAT!r}: the signature of Google's OpenSeg release "
+        "(keras_openseg.google_release)",
+    )
     parser.add_argument(
         "--output", required=True, help="output folder (the SavedModel itself, or the folder of the model file)"
     )
@@ -359,7 +366,8 @@ def add_arguments(parser):
         "--image-size",
         type=_parse_image_size,
         default=None,
-        help="fixed input size S or HxW (default: any size where the format allows it)",
+        help="fixed input size S or HxW (default: any size where the format allows it; google-savedmodel: the "
+        "box images are resized into, default the converter's image_size, else 640)",
     )
     parser.add_argument("--image-dtype", default="float32", choices=IMAGE_DTYPES, help="dtype of the images input")
 
@@ -379,6 +387,19 @@ def _parse_image_size(text):
 def run(args):
     from keras_openseg.models import OpenSegModel
 
+    if args.format == GOOGLE_RELEASE_FORMAT:
+        from keras_openseg.google_release import export_google_saved_model
+
+        model = OpenSegModel.from_preset(args.preset)
+        try:
+            export_google_saved_model(model, args.output, image_size=args.image_size)
+        except ValueError as error:
+            raise SystemExit(f"keras-openseg export: {error}") from None
+        print(
+            f"keras-openseg export: wrote {args.output} (Google's OpenSeg release signature, "
+            f"{keras.backend.backend()} backend)"
+        )
+        return 0
     try:
         check_format(args.format)
     except ValueError as error:

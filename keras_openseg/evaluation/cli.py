@@ -3,6 +3,7 @@
 Example:
     keras-openseg evaluate --preset ./my_preset --dataset ade20k/150 --synonyms --json ade150.json
     keras-openseg evaluate --preset ./my_preset --dataset openseg_shapes --max-examples 64
+    keras-openseg evaluate --saved-model ./openseg_release --dataset pascal_context/59   # Google's release
 """
 
 import json
@@ -16,7 +17,19 @@ from keras_openseg.evaluation.tables import format_recall_table
 
 
 def add_arguments(parser):
-    parser.add_argument("--preset", required=True, help="OpenSegModel preset: local dir, kaggle:// or hf:// handle")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--preset", help="OpenSegModel preset: local dir, kaggle:// or hf:// handle")
+    model.add_argument(
+        "--saved-model",
+        help="SavedModel with the signature of Google's OpenSeg release (the release itself, or "
+        "`keras-openseg export --format google-savedmodel`)",
+    )
+    parser.add_argument(
+        "--text-encoder",
+        default=None,
+        help="with --saved-model: TextEmbedder preset for the class names (default: the one saved with the "
+        "export, else clip_vit_large_patch14_336, the release's)",
+    )
     parser.add_argument("--dataset", required=True, help="tfds NAME/CONFIG, e.g. ade20k/150, pascal_voc/20")
     parser.add_argument("--split", default=None, help="tfds split (default: validation, else test)")
     parser.add_argument(
@@ -50,6 +63,17 @@ def _load_model(preset):
     from keras_openseg.models import OpenSegModel
 
     return OpenSegModel.from_preset(preset)
+
+
+def _load_saved_model(path, text_encoder=None):
+    from keras_openseg.google_release import SavedModelSegmenter
+
+    text_embedder = None
+    if text_encoder is not None:
+        from keras_openseg.models import TextEmbedder
+
+        text_embedder = TextEmbedder.from_preset(text_encoder)
+    return SavedModelSegmenter(path, text_embedder=text_embedder)
 
 
 def _load_dataset(name, split, data_dir):
@@ -104,7 +128,7 @@ def run(args):
         if "background" in class_names:
             background["background_label"] = class_names.index("background")
 
-    model = _load_model(args.preset)
+    model = _load_model(args.preset) if args.preset else _load_saved_model(args.saved_model, args.text_encoder)
     results = evaluate(
         model,
         dataset,
@@ -121,9 +145,11 @@ def run(args):
         progress=not args.no_progress,
         **background,
     )
+    if args.saved_model:
+        results["saved_model"] = args.saved_model
     results.update(preset=args.preset, dataset=args.dataset, split=split, prompts=args.prompts, synonyms=args.synonyms)
 
-    row = f"{args.preset} ({split})"
+    row = f"{args.preset or args.saved_model} ({split})"
     if "miou" in results:
         print(format_miou_table({row: {benchmark: results}}))
         print(format_miou_table({row: {benchmark: results}}, metric="grounding_miou"))
