@@ -7,9 +7,6 @@ The command line of `keras_openseg.data.write_pseudo_labels` (resumable shards a
 started again skips the finished shards); `keras_openseg.data.load_pseudo_labels(DIR)` reads the folder.
 """
 
-import argparse
-import sys
-
 
 def add_arguments(parser):
     """Adds the `pseudo-label` flags to an argparse parser."""
@@ -45,32 +42,29 @@ def run(args):
     from keras_openseg.data.pseudo_labels import write_pseudo_labels
     from keras_openseg.models import OpenSegTeacher
 
+    # Bad input (a missing preset or dataset) raises; keras_openseg.cli reports it as one line, status 2.
+    teacher = OpenSegTeacher.from_preset(args.teacher)
+    builder = tfds.builder(args.dataset, data_dir=args.data_dir)
+    builder.download_and_prepare()
+    # A fixed order: shard i must hold the same examples in every run.
+    dataset = builder.as_dataset(split=args.split, shuffle_files=False)
+    keep = [key for key in ("image", "captions") if key in builder.info.features]
+    dataset = dataset.map(lambda example: {key: example[key] for key in keep})
+    num_examples = builder.info.splits[args.split].num_examples
+    if args.limit is not None:
+        dataset, num_examples = dataset.take(args.limit), min(args.limit, num_examples)
     selection = {"score_threshold": args.score_threshold, "nms_iou": args.nms_iou}
-    try:
-        teacher = OpenSegTeacher.from_preset(args.teacher)
-        builder = tfds.builder(args.dataset, data_dir=args.data_dir)
-        builder.download_and_prepare()
-        # A fixed order: shard i must hold the same examples in every run.
-        dataset = builder.as_dataset(split=args.split, shuffle_files=False)
-        keep = [key for key in ("image", "captions") if key in builder.info.features]
-        dataset = dataset.map(lambda example: {key: example[key] for key in keep})
-        num_examples = builder.info.splits[args.split].num_examples
-        if args.limit is not None:
-            dataset, num_examples = dataset.take(args.limit), min(args.limit, num_examples)
-        index = write_pseudo_labels(
-            teacher,
-            dataset,
-            args.output,
-            image_size=args.image_size,
-            batch_size=args.batch_size,
-            max_masks=args.max_masks,
-            shard_size=args.shard_size,
-            num_examples=num_examples,
-            **{name: value for name, value in selection.items() if value is not None},
-        )
-    except (OSError, ValueError) as error:
-        print(f"keras-openseg pseudo-label: {error}", file=sys.stderr)
-        return 2
+    index = write_pseudo_labels(
+        teacher,
+        dataset,
+        args.output,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        max_masks=args.max_masks,
+        shard_size=args.shard_size,
+        num_examples=num_examples,
+        **{name: value for name, value in selection.items() if value is not None},
+    )
     print(f"{index['examples']} pseudo-labeled images in {index['chunks']} shards under {args.output}")
     return 0
 
@@ -83,8 +77,3 @@ def __getattr__(name):
 
         return write_pseudo_labels
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="keras-openseg pseudo-label", description=__doc__.splitlines()[0])
-    sys.exit(run(add_arguments(parser).parse_args()))

@@ -1,7 +1,7 @@
 """`keras-openseg pseudo-label`: the thin command line over keras_openseg.data.write_pseudo_labels.
 
-The writer's own tests are in tests/data/pseudo_labels_test.py; recipe_test.py runs the command end to end
-(teacher -> pseudo labels -> student).
+The writer's own tests are in tests/data/pseudo_labels_test.py; tests/cli/commands_test.py runs the command and
+its error paths, recipe_test.py teacher -> pseudo labels -> student.
 """
 
 import argparse
@@ -26,10 +26,3 @@ def test_selection_flags_default_to_the_teacher(tmp_path):
     assert (
         parse("--teacher", "t", "--dataset", "d", "--output", tmp_path, "--score-threshold", 0.9).score_threshold == 0.9
     )
-
-
-def test_a_missing_teacher_is_one_line_and_status_2(tmp_path, capsys):
-    args = parse("--teacher", tmp_path / "no_preset", "--dataset", "openseg_shapes/tiny", "--output", tmp_path / "o")
-    assert pseudo_label.run(args) == 2
-    error = capsys.readouterr().err
-    assert error.startswith("keras-openseg pseudo-label: ") and error.count("\n") == 1
