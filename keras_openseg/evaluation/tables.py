@@ -65,9 +65,12 @@ def format_miou_table(rows, metric="miou"):
         metric: str. The results key to show, e.g. "miou" or "grounding_miou". Defaults to "miou".
 
     Example:
-    >>> print(format_miou_table({"OpenSeg R101": {"ade20k/150": {"miou": 0.176}}}))  # doctest: +SKIP
+
+    >>> print(format_miou_table({"OpenSeg R101": {"ade20k/150": {"miou": 0.176}}}))
+    mIoU (%)
     | Method       | A-847 | PC-459 | A-150 | PC-59 | PAS-20 |
-    ...
+    |--------------|-------|--------|-------|-------|--------|
+    | OpenSeg R101 | -     | -      | 17.6  | -     | -      |
     """
     cells = {name: {benchmark_name(k): v for k, v in results.items()} for name, results in rows.items()}
     present = {b for r in cells.values() for b in r}

@@ -26,7 +26,7 @@ class FeatureHead(keras.layers.Layer):
 
     Example:
 
-    >>> FeatureHead(filters=8, num_convs=2, output_dim=4)(np.ones((1, 16, 16, 3))).shape
+    >>> tuple(FeatureHead(filters=8, num_convs=2, output_dim=4)(np.ones((1, 16, 16, 3))).shape)
     (1, 16, 16, 4)
     """
 

@@ -36,7 +36,7 @@ class FPNFusion(keras.layers.Layer):
     Example:
 
     >>> pyramid = {f"P{l}": np.ones((1, 64 // 2**l, 64 // 2**l, 8)) for l in range(2, 6)}
-    >>> FPNFusion(filters=16)(pyramid).shape
+    >>> tuple(FPNFusion(filters=16)(pyramid).shape)
     (1, 16, 16, 16)
     """
 

@@ -101,7 +101,7 @@ class MaskCrossAttentionBlock(keras.layers.Layer):
     Example:
 
     >>> block = MaskCrossAttentionBlock(hidden_dim=8, num_heads=2, mlp_dim=16)
-    >>> block(np.ones((2, 4, 8)), np.ones((2, 6, 6, 8))).shape
+    >>> tuple(block(np.ones((2, 4, 8)), np.ones((2, 6, 6, 8))).shape)
     (2, 4, 8)
     """
 

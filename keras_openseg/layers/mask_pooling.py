@@ -27,7 +27,7 @@ class MaskPooling(keras.layers.Layer):
 
     >>> masks = np.random.uniform(size=(2, 3, 8, 8))
     >>> features = np.random.normal(size=(2, 4, 4, 5))
-    >>> MaskPooling()(masks, features).shape
+    >>> tuple(MaskPooling()(masks, features).shape)
     (2, 3, 5)
     """
 

@@ -41,7 +41,7 @@ class MaskQueryDecoder(keras.layers.Layer):
 
     >>> decoder = MaskQueryDecoder(num_queries=4, num_layers=1, num_heads=2)
     >>> queries, mask_logits = decoder(np.ones((2, 8, 8, 16)))
-    >>> queries.shape, mask_logits.shape
+    >>> tuple(queries.shape), tuple(mask_logits.shape)
     ((2, 4, 16), (2, 4, 8, 8))
     """
 

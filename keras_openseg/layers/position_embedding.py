@@ -58,7 +58,7 @@ class LearnedPositionEmbedding(keras.layers.Layer):
     Example:
 
     >>> layer = LearnedPositionEmbedding(grid=(8, 8), initializer="sincos")
-    >>> layer(np.zeros((2, 16, 12, 32))).shape
+    >>> tuple(layer(np.zeros((2, 16, 12, 32))).shape)
     (2, 16, 12, 32)
     """
 

@@ -152,7 +152,7 @@ def resize(x, size, axes=(1, 2), interpolation="bilinear"):
     Example:
 
     >>> masks = np.random.uniform(size=(2, 3, 8, 8)).astype("float32")
-    >>> resize(masks, (4, 4), axes=(2, 3), interpolation="area").shape
+    >>> tuple(resize(masks, (4, 4), axes=(2, 3), interpolation="area").shape)
     (2, 3, 4, 4)
     """
     if interpolation not in _RESIZERS:

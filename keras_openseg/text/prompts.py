@@ -50,11 +50,12 @@ def get_templates(templates):
         tuple of str, or None.
 
     Example:
-    ```python
-    from keras_openseg.text import prompts
-    prompts.get_templates("single")  # ('a photo of a {}.',)
-    prompts.fill_templates("cat", prompts.get_templates("single"))  # ['a photo of a cat.']
-    ```
+
+    >>> from keras_openseg.text import prompts
+    >>> prompts.get_templates("single")
+    ('a photo of a {}.',)
+    >>> prompts.fill_templates("cat", prompts.get_templates("single"))
+    ['a photo of a cat.']
     """
     if templates is None:
         return None

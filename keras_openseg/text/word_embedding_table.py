@@ -25,17 +25,19 @@ class WordEmbeddingTable:
         encoder_id: str. Names the encoder (and templates) that made the embeddings.
 
     Example:
-    ```python
-    import numpy as np
-    from keras_openseg.text import WordEmbeddingTable
 
-    table = WordEmbeddingTable(["cat", "grass"], np.eye(2, 4, dtype="float32"), encoder_id="toy")
-    table.ids(["grass", "dog", "cat"])  # array([ 1, -1,  0], dtype=int32)
-    table.save("/tmp/words.npz")
-    WordEmbeddingTable.load("/tmp/words.npz").embedding_dim  # 4
-    # With a text encoder:
-    #   table = WordEmbeddingTable.build(words, TextEmbedder.from_preset(...), path="words.npz")
-    ```
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from keras_openseg.text import WordEmbeddingTable
+    >>> table = WordEmbeddingTable(["cat", "grass"], np.eye(2, 4, dtype="float32"), encoder_id="toy")
+    >>> table.ids(["grass", "dog", "cat"])
+    array([ 1, -1,  0], dtype=int32)
+    >>> path = os.path.join(tempfile.mkdtemp(), "words.npz")
+    >>> table.save(path)
+    >>> WordEmbeddingTable.load(path).embedding_dim
+    4
+
+    With a text encoder: `WordEmbeddingTable.build(words, TextEmbedder.from_preset(...), path="words.npz")`.
     """
 
     def __init__(self, words, embeddings, encoder_id):
