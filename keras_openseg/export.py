@@ -86,7 +86,7 @@ _FILE_NAMES = {"onnx": "model.onnx", "litert": "model.tflite", "torch": "model.p
 class OpenSegInference(keras.Model):
     """The serving graph of an OpenSeg model: raw images + text embeddings -> segmentation (sec. 3.4, eq. 6).
 
-    Normalizes the images with the image converter's `scale` and `offset`, pads them (bottom and right,
+    Normalizes the images with the image converter (without its resizing), pads them (bottom and right,
     with zeros after normalization) to a multiple of 32, runs the backbone, scores every pixel against every
     category with eq. (6) (`segmentation_logits`), resizes the logits to the padded size and crops them
     back, exactly as `OpenSegModel.segment` does for a batch of same-sized images. Every step is a
@@ -95,8 +95,9 @@ class OpenSegInference(keras.Model):
 
     Args:
         backbone: `OpenSegBackbone`.
-        image_converter: `OpenSegImageConverter` (or any keras_hub `ImageConverter`) or None. Only its
-            `scale` and `offset` are applied; None means the images come normalized. Defaults to `None`.
+        image_converter: `OpenSegImageConverter` (or any keras_hub `ImageConverter`) or None. It normalizes
+            the images (its `image_size` is not applied); None means the images come normalized. Defaults
+            to `None`.
         **kwargs: `keras.Model` arguments (`name`).
 
     Inputs:
@@ -121,6 +122,7 @@ class OpenSegInference(keras.Model):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.image_converter = image_converter
+        self.normalizer = image_normalizer(image_converter)
 
     @classmethod
     def from_model(cls, model, **kwargs):
@@ -133,21 +135,19 @@ class OpenSegInference(keras.Model):
         converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
         return cls(backbone, converter, **kwargs)
 
-    def _normalize(self, images):
-        images = ops.cast(images, "float32")
-        scale = getattr(self.image_converter, "scale", None)
-        offset = getattr(self.image_converter, "offset", None)
-        if scale is not None:
-            images = images * ops.convert_to_tensor(np.asarray(scale, "float32"))
-        if offset is not None:
-            images = images + ops.convert_to_tensor(np.asarray(offset, "float32"))
-        return images
+    def normalize(self, images):
+        """Raw images -> float32 as the image converter normalizes them (its resizing left out)."""
+        return ops.cast(images if self.normalizer is None else self.normalizer(images), "float32")
 
     def call(self, inputs):
         if not isinstance(inputs, dict) or not {"images", "text_embeddings"} <= set(inputs):
             received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
             raise ValueError(f"`inputs` must be a dict with `images` and `text_embeddings`. Received: {received}")
-        images = self._normalize(inputs["images"])
+        return self.segment_normalized({**inputs, "images": self.normalize(inputs["images"])})
+
+    def segment_normalized(self, inputs):
+        """`call` on images the image converter has normalized already (`{"images", "text_embeddings"}`)."""
+        images = ops.cast(inputs["images"], "float32")
         shape = ops.shape(images)
         height, width = shape[1], shape[2]
         # The canvas size is written as a multiple of 32 (not as `height + (-height) % 32`), so that JAX shape
@@ -215,6 +215,19 @@ class OpenSegInference(keras.Model):
             if isinstance(config.get(key), dict):
                 config[key] = keras.layers.deserialize(config[key])
         return cls(**config)
+
+
+def image_normalizer(image_converter):
+    """A copy of `image_converter` that only normalizes (no resizing), or None for no converter.
+
+    The serving graphs resize themselves (or not at all), so only the converter's `scale` and `offset` apply;
+    calling the converter keeps its normalization written once.
+    """
+    if image_converter is None:
+        return None
+    config = image_converter.get_config()
+    config["image_size"] = None
+    return type(image_converter).from_config(config)
 
 
 def _standardize_image_size(image_size):
@@ -301,14 +314,10 @@ def export_model(model, path, format="saved_model", image_size=None, image_dtype
     if format == "saved_model":
         archive = keras.export.ExportArchive()
         archive.track(inference)
-        kwargs = {}
         if keras.backend.backend() == "jax":
-            # Name each free dimension: Keras' default names the first axis of every input "batch", which
-            # would tie the number of categories to the batch size.
-            images_shape = "(b, h, w, 3)" if image_size is None else f"(b, {height}, {width}, 3)"
-            text_shape = f"(c, {inference.backbone.embedding_dim})"
-            kwargs["jax2tf_kwargs"] = {"polymorphic_shapes": [{"images": images_shape, "text_embeddings": text_shape}]}
-        archive.add_endpoint("serve", inference.call, input_signature=signature, **kwargs)
+            _add_jax_serving_endpoints(archive, inference, signature, image_size)
+        else:
+            archive.add_endpoint("serve", inference.call, input_signature=signature)
         archive.write_out(path, verbose=verbose)
         return path
     kwargs = {}
@@ -320,6 +329,42 @@ def export_model(model, path, format="saved_model", image_size=None, image_dtype
         kwargs["dynamic_shapes"] = {"args": ({"images": images_shape, "text_embeddings": text_shape},)}
     inference.export(path, format=format, input_signature=signature, verbose=verbose, **kwargs)
     return path
+
+
+def _add_jax_serving_endpoints(archive, inference, signature, image_size):
+    """`serve` (and `serving_default`) on the JAX backend: the converter in TensorFlow, the rest through jax2tf.
+
+    keras_hub's image converters take their TensorFlow path inside any `tf.function`, which cannot trace JAX
+    values; so the normalization runs in TensorFlow and calls the jax2tf graph of `segment_normalized`.
+    """
+    import tensorflow as tf  # the SavedModel's own graph around the jax2tf function
+
+    height, width = image_size or (None, None)
+    # Name each free dimension: Keras' default names the first axis of every input "batch", which would tie the
+    # number of categories to the batch size.
+    images_shape = "(b, h, w, 3)" if image_size is None else f"(b, {height}, {width}, 3)"
+    text_shape = f"(c, {inference.backbone.embedding_dim})"
+    normalized_signature = [
+        {
+            "images": keras.InputSpec(shape=signature[0]["images"].shape, dtype="float32", name="images"),
+            "text_embeddings": signature[0]["text_embeddings"],
+        }
+    ]
+    segment_normalized = archive.add_endpoint(
+        "serve_normalized",
+        inference.segment_normalized,
+        input_signature=normalized_signature,
+        jax2tf_kwargs={"polymorphic_shapes": [{"images": images_shape, "text_embeddings": text_shape}]},
+    )
+    specs = {name: tf.TensorSpec(spec.shape, spec.dtype, name=name) for name, spec in signature[0].items()}
+
+    @tf.function(input_signature=[specs])
+    def serve(inputs):
+        images = inputs["images"] if inference.normalizer is None else inference.normalizer(inputs["images"])
+        return segment_normalized({"images": tf.cast(images, tf.float32), "text_embeddings": inputs["text_embeddings"]})
+
+    archive.add_endpoint("serve", serve)
+    archive.add_endpoint("serving_default", serve)
 
 
 def export_info(model, format, image_size=None, image_dtype="float32"):

@@ -50,6 +50,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_openseg.export import image_normalizer
 from keras_openseg.layers.resizing import resize
 from keras_openseg.models.segmentation_logits import category_embeddings
 from keras_openseg.models.segmentation_logits import pixel_logits
@@ -174,15 +175,6 @@ def _unit(x):
     return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
 
 
-def _normalizer(image_converter):
-    """The image converter without its resizing (the graph resizes with the aspect ratio kept), or None."""
-    if image_converter is None:
-        return None
-    config = image_converter.get_config()
-    config["image_size"] = None
-    return type(image_converter).from_config(config)
-
-
 def export_google_saved_model(model, path, image_size=None, verbose=False):
     """Export an `OpenSegModel` as a SavedModel with the signature of Google's OpenSeg release.
 
@@ -230,7 +222,7 @@ def export_google_saved_model(model, path, image_size=None, verbose=False):
     embedding_dim = int(backbone.embedding_dim)
     temperature_layer = getattr(model, "temperature_layer", None)
     temperature = 1.0 if temperature_layer is None else float(ops.convert_to_numpy(temperature_layer()))
-    normalizer = _normalizer(converter)
+    normalizer = image_normalizer(converter)
 
     def core(images, text_embeddings):
         return release_outputs(backbone, images, text_embeddings, temperature)
