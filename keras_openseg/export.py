@@ -49,6 +49,8 @@ out["labels"]                                              # [B, H, W]
 ```
 
 Command line: `keras-openseg export --preset P --format saved_model --output DIR [--image-size S]`.
+`--format google-savedmodel` writes the signature of Google's OpenSeg release instead
+(`serving_default(inp_image_bytes, inp_text_emb)`; `keras_openseg.google_release`).
 """
 
 import importlib.util

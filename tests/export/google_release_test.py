@@ -117,10 +117,17 @@ def _text(categories, names, seed=1):
     return text / np.linalg.norm(text, axis=-1, keepdims=True)
 
 
-def _serve(path, image, text):
+@pytest.fixture(scope="module")
+def signature(exported):
+    """`serving_default` of the export, loaded by TensorFlow the way the client scripts load it."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return tf.saved_model.load(str(exported)).signatures["serving_default"]
+
+
+def _serve(signature, image, text):
+    import tensorflow as tf
+
     outputs = signature(inp_image_bytes=tf.io.encode_png(image), inp_text_emb=tf.constant(text))
     return {key: value.numpy() for key, value in outputs.items()}
 
@@ -134,10 +141,9 @@ def _canvas(image):
 
 
 @needs_saved_model_backend
-def test_signature_is_the_releases(exported):
+def test_signature_is_the_releases(exported, signature):
     import tensorflow as tf
 
-    signature = tf.saved_model.load(str(exported)).signatures["serving_default"]
     _, inputs = signature.structured_input_signature
     assert sorted(inputs) == sorted(INPUT_NAMES)
     assert inputs["inp_image_bytes"].shape == () and inputs["inp_image_bytes"].dtype == tf.string
@@ -149,10 +155,10 @@ def test_signature_is_the_releases(exported):
 
 @needs_saved_model_backend
 @pytest.mark.parametrize("shape, categories, names", [((40, 50), 3, 2), ((64, 96), 1, 1), ((90, 30), 4, 3)])
-def test_outputs_match_the_keras_model(trained_model, exported, shape, categories, names):
+def test_outputs_match_the_keras_model(trained_model, signature, shape, categories, names):
     """Every output against `segment` / `pixel_features` (or a numpy version) on the same resized, padded image."""
     image, text = _image(*shape), _text(categories, names)
-    outputs = _serve(exported, image, text)
+    outputs = _serve(signature, image, text)
     scale = min(IMAGE_SIZE[0] / shape[0], IMAGE_SIZE[1] / shape[1])
     resized = (round(shape[0] * scale), round(shape[1] * scale))
     expected_info = [list(shape), list(IMAGE_SIZE), [resized[0] / shape[0], resized[1] / shape[1]], [0, 0]]
@@ -190,10 +196,9 @@ def test_outputs_match_the_keras_model(trained_model, exported, shape, categorie
 
 
 @needs_saved_model_backend
-def test_jpeg_and_grayscale_inputs_decode(exported):
+def test_jpeg_and_grayscale_inputs_decode(signature):
     import tensorflow as tf
 
-    signature = tf.saved_model.load(str(exported)).signatures["serving_default"]
     jpeg = tf.io.encode_jpeg(_image(48, 32))
     gray = tf.io.encode_png(_image(20, 30)[..., :1])
     for image_bytes, size in ((jpeg, (48, 32)), (gray, (20, 30))):
