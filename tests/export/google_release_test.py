@@ -87,7 +87,9 @@ def trained_model():
     """The tiny model after a few training steps (masks and region embeddings away from their initial values)."""
     keras.utils.set_random_seed(0)
     model = tiny_model()
-    model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=False)
+    # XLA-compiled steps are the fast way on JAX (eager JAX runs op by op); on TensorFlow and torch they cost more
+    # to compile than these few steps take.
+    model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=BACKEND == "jax")
     rng = np.random.default_rng(0)
     x = {
         "images": rng.integers(0, 256, (4, 64, 64, 3)).astype("uint8"),
