@@ -50,7 +50,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_openseg.export import image_normalizer
+from keras_openseg.export.openseg_inference import image_normalizer
 from keras_openseg.layers.resizing import resize
 from keras_openseg.models.segmentation_logits import category_embeddings
 from keras_openseg.models.segmentation_logits import pixel_logits

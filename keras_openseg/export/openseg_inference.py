@@ -1,73 +1,22 @@
-"""Export an OpenSeg model for serving without Python or Keras: SavedModel, ONNX, LiteRT, torch.
+"""`OpenSegInference`, the serving graph of an OpenSeg model, and its export with Keras' exporters.
 
-The exported graph is an `OpenSegInference`: raw images and text embeddings in, the open-vocabulary
-segmentation of sec. 3.4 (eq. 6) out, like the official OpenSeg release's SavedModel. Text is embedded
-outside the graph, with the text encoder the model was trained with (`OpenSegModel.text_embeddings`, or
-`model.text_embedder.embed`), so any vocabulary works with one artifact.
-
-Inputs (one dict):
-    images: `[B, H, W, 3]` raw pixels 0..255, float32 (or uint8 with `image_dtype="uint8"`). H and W are
-        free (any size) unless an `image_size` fixes them; the graph pads them to a multiple of 32.
-    text_embeddings: `[C, E]` one embedding per category (any norm), E the model's embedding size.
-
-Outputs (a dict):
-    labels: `[B, H, W]` int32. Index of the winning category at each pixel.
-    scores: `[B, H, W]` float32. Its eq. (6) logit.
-    masks: `[B, N, ceil(H/4), ceil(W/4)]` float32. The N mask proposals (sigmoid probabilities) on the
-        stride-4 grid.
-    region_embeddings: `[B, N, E]` float32. One embedding z per proposal (unnormalized).
-    pixel_embeddings: `[B, ceil(H/4), ceil(W/4), E]` float32. The per-pixel embeddings F_z.
-    pixel_features: `[B, ceil(H/4), ceil(W/4), E]` float32. The region-pooled pixel feature
-        sum_n s_n z^_n / sum_n s_n (the official release's per-pixel feature; `OpenSegModel.pixel_features`).
-
-Which backend exports which format (Keras' own exporters do the work):
-
-| format        | tensorflow                  | jax                          | torch                            |
-|---------------|-----------------------------|------------------------------|----------------------------------|
-| `saved_model` | yes, any image size         | yes (jax2tf), any image size | `torch_xla`, fixed size; untested|
-| `onnx`        | needs `tf2onnx`; any size   | no (see below)               | no (see below)                   |
-| `litert`      | yes; fixed size             | no (Keras has no exporter)   | `litert-torch`, fixed size; untested |
-| `torch`       | no                          | no                           | yes (`.pt2`); fixed size         |
-
-"fixed size" marks exporters that trace fixed shapes (LiteRT's builtin ops, `torch.export`): they need an
-`image_size`. The batch size and the number of categories stay free everywhere. Checked against the Keras
-model (tests/export): SavedModel on tensorflow and jax, LiteRT on tensorflow, `.pt2` on torch, and ONNX on
-tensorflow (with tf2onnx, onnx and onnxruntime installed). Export ONNX from the tensorflow backend (a preset
-loads on any backend): from jax, jax2onnx 0.17 patches `jnp.arange` into a version that rejects the
-`stop=None` Keras passes; from torch, Keras uses the TorchScript exporter for a free batch size, and it lacks
-`aten::ravel` (used by `keras.ops.take` on torch).
-
-Example:
-
-```python
-model = keras_openseg.OpenSegModel.from_preset("path/to/preset")
-export_model(model, "openseg_saved_model")
-served = tf.saved_model.load("openseg_saved_model")
-text, _ = model.text_embeddings(["cat", "grass"])          # [C, 1, E]
-out = served.serve({"images": images, "text_embeddings": text[:, 0]})
-out["labels"]                                              # [B, H, W]
-```
-
-Command line: `keras-openseg export --preset P --format saved_model --output DIR [--image-size S]`.
-`--format google-savedmodel` writes the signature of Google's OpenSeg release instead
-(`serving_default(inp_image_bytes, inp_text_emb)`; `keras_openseg.google_release`).
+See the `keras_openseg.export` package docstring for the inputs, the outputs and which backend exports which
+format.
 """
 
 import importlib.util
-import json
 import os
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_openseg.export.formats import FORMATS
+from keras_openseg.export.formats import IMAGE_DTYPES
 from keras_openseg.layers.resizing import resize
 from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
 from keras_openseg.models.segmentation_logits import segmentation_logits
 
-FORMATS = ("saved_model", "onnx", "litert", "torch")
-GOOGLE_RELEASE_FORMAT = "google-savedmodel"  # keras_openseg.google_release: serving_default(inp_image_bytes, ...)
-IMAGE_DTYPES = ("float32", "uint8")
 STRIDE = 32  # the backbone needs sides that are multiples of P5's stride
 MASK_STRIDE = 4  # masks and pixel embeddings live on the P2 grid
 
@@ -81,7 +30,6 @@ _REQUIREMENTS = {
 }
 # (format, backend) pairs whose exporter keeps the image size free; the others trace fixed shapes.
 _FREE_IMAGE_SIZE = {("saved_model", "tensorflow"), ("saved_model", "jax"), ("onnx", "tensorflow")}
-_FILE_NAMES = {"onnx": "model.onnx", "litert": "model.tflite", "torch": "model.pt2"}
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
@@ -395,71 +343,3 @@ def export_info(model, format, image_size=None, image_dtype="float32"):
         "embedding_dim": embedding_dim,
         "text_encoder": getattr(text_embedder, "identity", None),
     }
-
-
-def add_arguments(parser):
-    parser.add_argument("--preset", required=True, help="OpenSegModel preset: local dir, kaggle://, hf://")
-    parser.add_argument(
-        "--format",
-        default="saved_model",
-        choices=FORMATS + (GOOGLE_RELEASE_FORMAT,),
-        help=f"artifact format; {GOOGLE_RELEASE_FORMAT!r}: the signature of Google's OpenSeg release "
-        "(keras_openseg.google_release)",
-    )
-    parser.add_argument(
-        "--output", required=True, help="output folder (the SavedModel itself, or the folder of the model file)"
-    )
-    parser.add_argument(
-        "--image-size",
-        type=_parse_image_size,
-        default=None,
-        help="fixed input size S or HxW (default: any size where the format allows it; google-savedmodel: the "
-        "box images are resized into, default the converter's image_size, else 640)",
-    )
-    parser.add_argument("--image-dtype", default="float32", choices=IMAGE_DTYPES, help="dtype of the images input")
-
-
-def _parse_image_size(text):
-    try:
-        sides = [int(side) for side in text.lower().split("x")]
-    except ValueError:
-        sides = []
-    if len(sides) not in (1, 2) or min(sides) < 1:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"--image-size must be S or HxW with positive ints. Received: {text!r}")
-    return sides[0] if len(sides) == 1 else tuple(sides)
-
-
-def run(args):
-    from keras_openseg.models import OpenSegModel
-
-    if args.format == GOOGLE_RELEASE_FORMAT:
-        from keras_openseg.google_release import export_google_saved_model
-
-        model = OpenSegModel.from_preset(args.preset)
-        try:
-            export_google_saved_model(model, args.output, image_size=args.image_size)
-        except ValueError as error:
-            raise SystemExit(f"keras-openseg export: {error}") from None
-        print(
-            f"keras-openseg export: wrote {args.output} (Google's OpenSeg release signature, "
-            f"{keras.backend.backend()} backend)"
-        )
-        return 0
-    try:
-        check_format(args.format)
-    except ValueError as error:
-        raise SystemExit(f"keras-openseg export: {error}") from None
-    model = OpenSegModel.from_preset(args.preset)
-    os.makedirs(args.output, exist_ok=True)
-    target = args.output if args.format == "saved_model" else os.path.join(args.output, _FILE_NAMES[args.format])
-    image_size = args.image_size
-    if image_size is None:
-        image_size = getattr(getattr(model.preprocessor, "image_converter", None), "image_size", None)
-    export_model(model, target, format=args.format, image_size=image_size, image_dtype=args.image_dtype)
-    info = export_info(model, args.format, image_size, args.image_dtype)
-    with open(os.path.join(args.output, "export_info.json"), "w") as file:
-        json.dump(info, file, indent=2)
-    print(f"keras-openseg export: wrote {target} ({args.format}, {keras.backend.backend()} backend)")
-    return 0
