@@ -375,7 +375,7 @@ class SavedModelSegmenter:
 
     def text_embeddings(self, queries, templates=None):
         """`(text_embeddings [C, S, E], name_valid [C, S])` of string queries (a name or a list of synonyms each)."""
-        from keras_openseg.evaluation.class_queries import embed_class_queries
+        from keras_openseg.evaluation import embed_class_queries
 
         if isinstance(queries, str):
             queries = [queries]
