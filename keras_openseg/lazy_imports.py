@@ -24,6 +24,9 @@ def lazy_attributes(package, names, submodules=()):
     """
     module = importlib.import_module(package)
     submodules = tuple(submodules)
+    # A public name must not also be a sub-module of the package: importing the sub-module (by any other module)
+    # would bind the package attribute to it, shadowing the name (tests/docs/lazy_names_test.py checks this).
+    module.__lazy_names__ = dict(names)
 
     def __getattr__(name):
         if name in names:

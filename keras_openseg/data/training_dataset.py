@@ -140,7 +140,14 @@ def make_training_dataset(
         )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(_split_inputs_and_targets)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    if seed is not None:
+        # Every stage in order, whatever tfds or a source chose for its own reads (a parallel interleave without
+        # a seed reads files in completion order): a seeded pipeline gives the same batches on every run.
+        options = tf.data.Options()
+        options.deterministic = True
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 def _split_inputs_and_targets(batch):

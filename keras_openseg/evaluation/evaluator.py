@@ -7,9 +7,9 @@ import numpy as np
 import tensorflow as tf  # the tf.data input pipeline (decode, resize, pad, batch) only
 
 from keras_openseg.evaluation.background_rule import normalize_class_name
-from keras_openseg.evaluation.class_queries import class_queries
-from keras_openseg.evaluation.class_queries import embed_class_queries
-from keras_openseg.evaluation.class_queries import resolve_prompt_templates
+from keras_openseg.evaluation.queries import class_queries
+from keras_openseg.evaluation.queries import embed_class_queries
+from keras_openseg.evaluation.queries import resolve_prompt_templates
 from keras_openseg.evaluation.grounding_mean_iou import GroundingMeanIoU
 from keras_openseg.evaluation.mean_iou import NO_CLASS
 from keras_openseg.evaluation.mean_iou import MeanIoU
