@@ -8,6 +8,7 @@ public modules for builders of your own.
 """
 
 from keras_openseg.datasets.ade20k import ADE20K
+from keras_openseg.datasets.build import BUILDERS
 from keras_openseg.datasets.build import build_dataset
 from keras_openseg.datasets.coco_panoptic_captions import CocoPanopticCaptions
 from keras_openseg.datasets.localized_narratives import LocalizedNarratives
@@ -15,9 +16,3 @@ from keras_openseg.datasets.manual_download import ManualDirError
 from keras_openseg.datasets.openseg_shapes import OpenSegShapes
 from keras_openseg.datasets.pascal_context import PascalContext
 from keras_openseg.datasets.pascal_voc import PascalVOC
-
-# tfds name -> builder class, for every dataset of the package.
-BUILDERS = {
-    builder.name: builder
-    for builder in (ADE20K, CocoPanopticCaptions, LocalizedNarratives, OpenSegShapes, PascalContext, PascalVOC)
-}

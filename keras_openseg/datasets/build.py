@@ -13,7 +13,19 @@ builder's `required_manual_paths()`, so an incomplete download is reported as
 import tensorflow_datasets as tfds
 from etils import epath
 
+from keras_openseg.datasets.ade20k import ADE20K
+from keras_openseg.datasets.coco_panoptic_captions import CocoPanopticCaptions
+from keras_openseg.datasets.localized_narratives import LocalizedNarratives
 from keras_openseg.datasets.manual_download import check_manual_dir
+from keras_openseg.datasets.openseg_shapes import OpenSegShapes
+from keras_openseg.datasets.pascal_context import PascalContext
+from keras_openseg.datasets.pascal_voc import PascalVOC
+
+# tfds name -> builder class, for every dataset of the package (re-exported by `keras_openseg.datasets`).
+BUILDERS = {
+    builder.name: builder
+    for builder in (ADE20K, CocoPanopticCaptions, LocalizedNarratives, OpenSegShapes, PascalContext, PascalVOC)
+}
 
 
 def build_dataset(name, manual_dir=None, data_dir=None, config=None):
@@ -67,8 +79,6 @@ def build_dataset(name, manual_dir=None, data_dir=None, config=None):
 
 def _resolve(name, config):
     """Returns (builder class, config name or None) for `name` ("name" or "name/config") and `config`."""
-    from keras_openseg.datasets import BUILDERS  # here: the package imports this module
-
     name, _, name_config = str(name).partition("/")
     if name not in BUILDERS:
         raise ValueError(f"name: expected one of {', '.join(sorted(BUILDERS))}, got {name!r}.")
@@ -83,8 +93,6 @@ def _resolve(name, config):
 
 def add_arguments(parser):
     """Adds the `build-dataset` arguments to an `argparse` parser."""
-    from keras_openseg.datasets import BUILDERS
-
     parser.add_argument("name", help=f"dataset to build: {', '.join(sorted(BUILDERS))}; NAME/CONFIG also works")
     parser.add_argument(
         "--manual-dir",
