@@ -142,7 +142,7 @@ def run_worker(args):
     dataset = build_training_dataset(config, table, sources, distribution)
     with distribution.scope():
         model = build_model(config, embedding_dim=EMBEDDING_DIM)
-        configure_grounding_loss(model, config, distribution)
+        configure_grounding_loss(model, config)
         model.compile(optimizer=build_optimizer(config))
 
     # One fit: warm-up steps (compilation, pipeline start), then the timed ones, step end to step end.

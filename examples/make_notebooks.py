@@ -305,12 +305,14 @@ for key in ("seen_miou", "held_out_miou"):
 def custom_mask_pooling():
     return new_notebook(
         cells=_setup(
-            "Research: a new mask-pooling layer",
+            "Research: a new mask-pooling layer and a new mask decoder",
             "OpenSeg pools the per-pixel features F_z into one region embedding per mask, "
             "z_n = sum_p s_n(p) F_z(p) (`keras_openseg.layers.MaskPooling`, sec. 3.1). Here we subclass it "
             "into an *attention* pooling with a learnable sharpness beta, "
-            "z_n = sum_p softmax_p(beta s_n(p)) F_z(p), plug it into `OpenSegBackbone` and train a few steps. "
-            "Every part of the model is a Keras layer and can be swapped the same way.",
+            "z_n = sum_p softmax_p(beta s_n(p)) F_z(p), swap the mask-query decoder for one whose mask logits "
+            "are scaled cosine similarities, plug both into `OpenSegBackbone` and train a few steps. "
+            "`OpenSegBackbone` takes each of its parts as an argument (`fpn_fusion=`, `mask_head=`, "
+            "`region_head=`, `mask_decoder=`, `mask_pooling=`) and saves them with the preset.",
         )
         + [
             new_code_cell(TEXT_ENCODER),
@@ -357,40 +359,77 @@ masks = np.random.uniform(size=(2, 3, 16, 16)).astype("float32")
 features = np.random.normal(size=(2, 8, 8, 5)).astype("float32")
 print(AttentionMaskPooling()(masks, features).shape)  # [B, N, D]"""
             ),
-            new_markdown_cell("## Plug it into the backbone"),
+            new_markdown_cell(
+                "## A decoder\n\n"
+                "`MaskQueryDecoder` returns the refined queries q_n and the mask logits <q_n, F_s(p)>. This "
+                "variant scores masks by cosine similarity times a learnable scale gamma, "
+                "s_n(p) = sigmoid(gamma cos(q_n, F_s(p))), so no query can win pixels by its norm alone."
+            ),
             new_code_cell(
                 """\
-import keras_hub
+from keras_openseg.layers import MaskQueryDecoder
 
+
+@keras.saving.register_keras_serializable(package="notebook")
+class CosineMaskQueryDecoder(MaskQueryDecoder):
+    \"\"\"Mask logits gamma * cos(q_n, F(p)) with a learnable scale gamma.\"\"\"
+
+    def __init__(self, initial_scale=10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_scale = initial_scale
+
+    def build(self, features_shape):
+        self.scale = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.initial_scale), name="scale"
+        )
+        super().build(features_shape)
+
+    def call(self, features, training=None):
+        queries, _ = super().call(features, training=training)
+        unit_queries = queries / (ops.norm(queries, axis=-1, keepdims=True) + 1e-6)
+        unit_features = features / (ops.norm(features, axis=-1, keepdims=True) + 1e-6)
+        mask_logits = ops.einsum("bnd,bhwd->bnhw", unit_queries, unit_features)
+        return queries, mask_logits * ops.cast(self.scale, mask_logits.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_scale": self.initial_scale}"""
+            ),
+            new_markdown_cell(
+                "## Plug both into the backbone\n\n"
+                "`from_architecture` builds a named architecture of `OpenSegBackbone.architectures` (here a small "
+                "random-init ResNet that needs no download); any constructor argument overrides the "
+                "architecture's, the replaced parts included. The decoder takes the architecture's sizes "
+                "(its `num_queries` and `hidden_dim` must be the backbone's)."
+            ),
+            new_code_cell(
+                """\
+from keras_openseg.models import OPENSEG_ARCHITECTURES
 from keras_openseg.models import OpenSegBackbone
 from keras_openseg.models import OpenSegImageConverter
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegPreprocessor
 from keras_openseg.models import TextEmbedder
 
+ARCHITECTURE = "tiny" if TINY else "small"
+print(OpenSegBackbone.architectures[ARCHITECTURE]["description"])
+head = OPENSEG_ARCHITECTURES[ARCHITECTURE]["backbone"]
 text_embedder = TextEmbedder.from_preset(TEXT_ENCODER)
-image_encoder = keras_hub.models.ResNetBackbone(
-    input_conv_filters=[64],
-    input_conv_kernel_sizes=[3],
-    stackwise_num_filters=[64, 16, 16, 16] if TINY else [64, 64, 128, 128],
-    stackwise_num_blocks=[1, 1, 1, 1],
-    stackwise_num_strides=[1, 2, 2, 2],
-    block_type="basic_block",
-    image_shape=(None, None, 3),
+decoder = CosineMaskQueryDecoder(
+    num_queries=head["num_queries"],
+    num_layers=head["decoder_layers"],
+    hidden_dim=head["hidden_dim"],
+    num_heads=head["decoder_heads"],
+    name="mask_decoder",
 )
-backbone = OpenSegBackbone(
-    image_encoder,
-    num_queries=8 if TINY else 32,
-    hidden_dim=16 if TINY else 64,
+backbone = OpenSegBackbone.from_architecture(
+    ARCHITECTURE,
     embedding_dim=text_embedder.embedding_dim,
-    decoder_layers=1 if TINY else 2,
-    decoder_heads=2,
-    head_convs=1,
-    position_grid=(16, 16),
+    mask_decoder=decoder,
     mask_pooling=AttentionMaskPooling(name="mask_pooling"),
 )
-preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
+preprocessor = OpenSegPreprocessor(OpenSegImageConverter.from_architecture(ARCHITECTURE))
 model = OpenSegModel(backbone, preprocessor, text_embedder=text_embedder)
+print(type(model.backbone.mask_decoder).__name__, "scale:", float(model.backbone.mask_decoder.scale.numpy()))
 print(type(model.backbone.mask_pooling).__name__, "sharpness:", float(model.backbone.mask_pooling.sharpness.numpy()))"""
             ),
             new_markdown_cell(
@@ -420,17 +459,19 @@ table = WordEmbeddingTable.build(caption_vocabulary(*[source.caption_words for s
 dataset = build_training_dataset(config, table, sources)
 model.compile(optimizer=build_optimizer(config))
 history = model.fit(dataset, steps_per_epoch=STEPS, epochs=1, verbose=2)
-print("learned sharpness:", float(model.backbone.mask_pooling.sharpness.numpy()))"""
+print("learned sharpness:", float(model.backbone.mask_pooling.sharpness.numpy()))
+print("learned scale:", float(model.backbone.mask_decoder.scale.numpy()))"""
             ),
-            new_markdown_cell("## Save, reload, segment\n\nThe registered layer round-trips through a preset."),
+            new_markdown_cell("## Save, reload, segment\n\nThe registered layers round-trip through a preset."),
             new_code_cell(
                 """\
 from keras_openseg.datasets.openseg_shapes.world import render_example
 
 model.save_to_preset("runs/attention_pooling/preset")
 reloaded = OpenSegModel.from_preset("runs/attention_pooling/preset")
-pooling = reloaded.backbone.mask_pooling
+pooling, decoder = reloaded.backbone.mask_pooling, reloaded.backbone.mask_decoder
 print(type(pooling).__name__, "sharpness:", float(pooling.sharpness.numpy()))
+print(type(decoder).__name__, "scale:", float(decoder.scale.numpy()))
 image = render_example("validation", 0, image_size=64 if TINY else 128)["image"]
 queries = ["circle", "square", "sky", "grass"]
 labels = reloaded.segment(image, queries=queries)["labels"]

@@ -19,8 +19,8 @@ The README's first command (`make demo`). With no download and no network it:
     keras-openseg demo --output demo_output          # the full demo (~15 minutes on 2 CPU cores)
     keras-openseg demo --quick --output demo_output  # the smoke test CI runs (tiny data, a few steps)
 
-The student starts from the teacher's weights (`OpenSegModel.from_preset(teacher_preset)`), so the mask
-branch the teacher learned is not learned twice; the baseline starts from the same weights.
+The student starts from a copy of the teacher's weights, handed over in memory (`train(config, model=...)`),
+so the mask branch the teacher learned is not learned twice; the baseline starts from the same weights.
 """
 
 import argparse
@@ -34,59 +34,9 @@ import time
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_openseg.models import OpenSegModel
-
-# Backbone and task options of the demo model. A small random-init ResNet (no download) with the options
-# beyond the paper that make a small model learn masks in few steps: one-to-one matching in the dice loss,
-# query self-attention and a sine/cosine start for the position embedding; and region embeddings pooled with
-# stop-gradient masks (`region_mask_gradient=False`): otherwise the grounding loss bends the masks (the
-# student's dice loss rose from 0.21 to 0.35 and recall@0.5 fell from 0.85 to 0.54 in 1200 steps).
-DEMO_ARCHITECTURES = {
-    "demo": {
-        "image_encoder": {
-            "input_conv_filters": [16],
-            "input_conv_kernel_sizes": [3],
-            "stackwise_num_filters": [64, 32, 64, 128],
-            "stackwise_num_blocks": [1, 1, 1, 1],
-            "stackwise_num_strides": [1, 2, 2, 2],
-            "block_type": "basic_block_vd",
-        },
-        "backbone": {
-            "num_queries": 16,
-            "hidden_dim": 64,
-            "decoder_layers": 2,
-            "decoder_heads": 4,
-            "head_convs": 1,
-            "self_attention": True,
-            "position_initializer": "sincos",
-            "region_mask_gradient": False,
-        },
-        "matching": "one_to_one",
-    },
-    "quick": {
-        "image_encoder": {
-            "input_conv_filters": [16],
-            "input_conv_kernel_sizes": [3],
-            "stackwise_num_filters": [64, 16, 16, 16],
-            "stackwise_num_blocks": [1, 1, 1, 1],
-            "stackwise_num_strides": [1, 2, 2, 2],
-            "block_type": "basic_block_vd",
-        },
-        "backbone": {
-            "num_queries": 8,
-            "hidden_dim": 16,
-            "decoder_layers": 1,
-            "decoder_heads": 2,
-            "head_convs": 1,
-            "self_attention": True,
-            "position_initializer": "sincos",
-            "region_mask_gradient": False,
-        },
-        "matching": "one_to_one",
-    },
-}
+from keras_openseg.models import PerPixelGroundingModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,11 +263,14 @@ class _Demo:
         from keras_openseg.models import OpenSegTeacher
         from keras_openseg.training import train
 
-        initial = os.path.join(self.output, "runs", "initial_teacher")
         backbone, preprocessor, matching = build_demo_backbone(self.settings, embedding_dim=384)
-        OpenSegTeacher(backbone, preprocessor, matching=matching).save_to_preset(initial)
-        config = self._config("teacher", steps=self.settings.teacher_steps, teacher=True, architecture=initial)
-        return train(config, verbose=1)
+        teacher = OpenSegTeacher(backbone, preprocessor, matching=matching)
+        config = self._config(
+            "teacher", steps=self.settings.teacher_steps, teacher=True, architecture=self.settings.architecture
+        )
+        # Kept for the student and the baseline, which start from its weights.
+        self.teacher = train(config, model=teacher, verbose=1)
+        return self.teacher
 
     def _pseudo_label(self, builder, teacher):
         from keras_openseg.training.pseudo_label import write_pseudo_labels
@@ -345,29 +298,35 @@ class _Demo:
         from keras_openseg.training import train
 
         name = "baseline" if per_pixel else "student"
-        architecture = os.path.join(self.output, "runs", "teacher", "preset")
-        if per_pixel:
-            architecture = self._per_pixel_start(architecture)
+        model = self._per_pixel_start() if per_pixel else self._start_from_teacher(OpenSegModel)
         config = self._config(
             name,
             steps=self.settings.student_steps,
             pseudo_labels=(pseudo_labels,),
-            architecture=architecture,
+            architecture=os.path.join(self.output, "runs", "teacher", "preset"),  # where its weights come from
             alpha=self.settings.alpha,
         )
         # Training reads the word table only; the text encoder joins the model afterwards, for string queries
         # (checkpoints and run presets stay small).
-        model = train(config, extractor=extractor, table=table, verbose=1)
+        model = train(config, model=model, extractor=extractor, table=table, verbose=1)
         model.text_embedder = text_embedder
         return model
 
-    def _per_pixel_start(self, teacher_preset):
-        """The baseline's starting preset: the teacher's weights in a `PerPixelGroundingModel`."""
-        start = OpenSegModel.from_preset(teacher_preset)
-        model = PerPixelGroundingModel(start.backbone, start.preprocessor, matching=start.matching)
-        path = os.path.join(self.output, "runs", "initial_baseline")
-        model.save_to_preset(path)
-        return path
+    def _start_from_teacher(self, model_cls):
+        """A `model_cls` with a copy of the teacher's mask branch and preprocessor (a fresh temperature).
+
+        A copy, so the baseline starts from the teacher's weights too, not from the student's. The task options
+        are `model_cls`'s defaults (the dice loss's "max" matching), as when the student loaded the teacher's
+        preset.
+        """
+        backbone = self.teacher.backbone
+        copy = type(backbone).from_config(backbone.get_config())
+        copy.set_weights(backbone.get_weights())
+        return model_cls(copy, self.teacher.preprocessor)
+
+    def _per_pixel_start(self):
+        """The baseline's starting model: the teacher's weights in a `PerPixelGroundingModel`."""
+        return self._start_from_teacher(PerPixelGroundingModel)
 
     def _evaluate(self, builder, student, baseline):
         from keras_openseg.evaluation import evaluate
@@ -429,6 +388,9 @@ class _Demo:
 def build_demo_backbone(settings, embedding_dim):
     """A random-init `OpenSegBackbone` of the demo's architecture, its preprocessor and its dice matching.
 
+    The architecture is `settings.architecture` of `OpenSegBackbone.architectures` ("demo" or "quick"), with
+    the position table at the stride-4 size of the demo's images.
+
     Args:
         settings: `DemoSettings`.
         embedding_dim: int. Text-embedding size (384 for all-MiniLM-L6-v2).
@@ -436,49 +398,17 @@ def build_demo_backbone(settings, embedding_dim):
     Returns:
         `(backbone, preprocessor, matching)`.
     """
-    import keras_hub
-
+    from keras_openseg.models import OPENSEG_ARCHITECTURES
     from keras_openseg.models import OpenSegBackbone
     from keras_openseg.models import OpenSegImageConverter
     from keras_openseg.models import OpenSegPreprocessor
 
-    entry = DEMO_ARCHITECTURES[settings.architecture]
-    image_encoder = keras_hub.models.ResNetBackbone(**entry["image_encoder"], image_shape=(None, None, 3))
     grid = settings.image_size // 4
-    backbone = OpenSegBackbone(
-        image_encoder, embedding_dim=embedding_dim, position_grid=(grid, grid), **entry["backbone"]
+    backbone = OpenSegBackbone.from_architecture(
+        settings.architecture, embedding_dim=embedding_dim, position_grid=(grid, grid)
     )
-    preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
-    return backbone, preprocessor, entry["matching"]
-
-
-@keras.saving.register_keras_serializable(package="keras_openseg_demo")
-class PerPixelGroundingModel(OpenSegModel):
-    """The per-pixel baseline of the demo: caption words grounded in pixel embeddings instead of regions.
-
-    Like LSeg+ in the paper's table 4, it learns per-pixel features from the same data as OpenSeg: the
-    grounding loss (eqs. 2-4) treats every pixel embedding of F_z (average-pooled to stride 8 to bound the
-    cost) as one "region", so each word attends to pixels rather than to mask proposals. The dice loss on
-    the mask branch stays, so network, data and objective differ from OpenSeg's only in what is grounded.
-    It segments per pixel: `segment(..., use_proposals=False)`.
-
-    Args:
-        Those of `OpenSegModel`.
-
-    Example:
-
-    ```python
-    backbone, preprocessor, matching = build_demo_backbone(SETTINGS["quick"], embedding_dim=384)
-    model = PerPixelGroundingModel(backbone, preprocessor, matching=matching)
-    model.compile()
-    ```
-    """
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        pixels = ops.average_pool(y_pred["pixel_embeddings"], 2, strides=2)
-        pixels = ops.reshape(pixels, (ops.shape(pixels)[0], -1, ops.shape(pixels)[-1]))
-        y_pred = {**y_pred, "region_embeddings": pixels}
-        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+    preprocessor = OpenSegPreprocessor(OpenSegImageConverter.from_architecture(settings.architecture))
+    return backbone, preprocessor, OPENSEG_ARCHITECTURES[settings.architecture]["task"]["matching"]
 
 
 # --- Summary -------------------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@ from keras_openseg.models.openseg_image_converter import OpenSegImageConverter
 from keras_openseg.models.openseg_model import OpenSegModel
 from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
 from keras_openseg.models.openseg_presets import OPENSEG_ARCHITECTURES
+from keras_openseg.models.openseg_task import cosine_schedule
+from keras_openseg.models.openseg_task import training_optimizer
 from keras_openseg.models.openseg_teacher import OpenSegTeacher
+from keras_openseg.models.per_pixel_grounding_model import PerPixelGroundingModel
 from keras_openseg.models.segmentation_logits import pixel_logits
 from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
 from keras_openseg.models.segmentation_logits import segmentation_logits
@@ -21,11 +24,14 @@ __all__ = [
     "OpenSegModel",
     "OpenSegPreprocessor",
     "OpenSegTeacher",
+    "PerPixelGroundingModel",
     "TextEmbedder",
     "TextEmbedderPreprocessor",
+    "cosine_schedule",
     "mask_iou",
     "mask_nms",
     "pixel_logits",
     "region_pooled_pixel_features",
     "segmentation_logits",
+    "training_optimizer",
 ]

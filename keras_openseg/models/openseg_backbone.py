@@ -1,19 +1,25 @@
 import keras
+import keras_hub
 from keras import ops
 from keras_hub.models import Backbone
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_openseg.layers import FeatureHead
 from keras_openseg.layers import FPNFusion
 from keras_openseg.layers import LearnedPositionEmbedding
 from keras_openseg.layers import MaskPooling
 from keras_openseg.layers import MaskQueryDecoder
-from keras_openseg.models.preset_loading import OpenSegPresetMixin
+from keras_openseg.models.openseg_presets import OPENSEG_ARCHITECTURES
+from keras_openseg.models.preset_loading import architecture_entry
+from keras_openseg.models.preset_loading import load_checked_preset
 
 REGION_POOLINGS = ("sum", "mean")
+# The replaceable parts: constructor arguments, attributes and config entries of the same name.
+PARTS = ("fpn_fusion", "mask_head", "region_head", "mask_decoder", "mask_pooling")
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
-class OpenSegBackbone(OpenSegPresetMixin, Backbone):
+class OpenSegBackbone(Backbone):
     """OpenSeg mask proposals and region embeddings on top of any keras_hub feature pyramid (sec. 3.1, App. C).
 
     The image encoder's pyramid (P2 to P5) is fused into one stride-4 feature map F (`FPNFusion`). Two
@@ -52,8 +58,21 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
             `("P2", "P3", "P4", "P5")`.
         region_pooling: `"sum"` or `"mean"`. `"sum"` is the paper's z_i = sum_p s_i(p) F_z(p); `"mean"`
             divides by the mask area sum_p s_i(p). Defaults to `"sum"`.
-        mask_pooling: optional layer replacing `MaskPooling` (same call signature; register it as
-            serializable so presets round-trip), for research on pooling variants. Defaults to `None`.
+        fpn_fusion: optional layer replacing `FPNFusion` (same call: the dict of `pyramid_levels` ->
+            `[B, h, w, hidden_dim]`); `hidden_dim` and `pyramid_levels` then describe what it must fit.
+            Defaults to `None`.
+        mask_head: optional layer replacing the F_s `FeatureHead` (`[B, h, w, C] -> [B, h, w, hidden_dim]`).
+            Defaults to `None`.
+        region_head: optional layer replacing the F_z `FeatureHead` (`[B, h, w, C] -> [B, h, w,
+            embedding_dim]`). Defaults to `None`.
+        mask_decoder: optional layer replacing `MaskQueryDecoder` (`[B, h, w, hidden_dim] -> (queries
+            [B, N, hidden_dim], mask_logits [B, N, h, w])` with N = `num_queries`); `decoder_*`, `mlp_dim`,
+            `dropout` and `self_attention` only configure the default one. Defaults to `None`.
+        mask_pooling: optional layer replacing `MaskPooling` (same call signature), for research on pooling
+            variants. Defaults to `None`.
+            Each replacement part is saved with the backbone (register its class as serializable, with its
+            constructor arguments in `get_config`, so presets round-trip); None builds the default part from
+            the arguments above.
         region_mask_gradient: bool. Whether the region embeddings pass gradients to the masks they pool
             with. `True` is the paper's z_i = sum_p s_i(p) F_z(p), differentiated in s and F_z: the grounding
             loss also moves the masks. `False` (beyond the paper) pools with the masks held constant
@@ -103,6 +122,10 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
         position_initializer="truncated_normal",
         pyramid_levels=("P2", "P3", "P4", "P5"),
         region_pooling="sum",
+        fpn_fusion=None,
+        mask_head=None,
+        region_head=None,
+        mask_decoder=None,
         mask_pooling=None,
         region_mask_gradient=True,
         dtype=None,
@@ -127,33 +150,58 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
             )
         if region_pooling not in REGION_POOLINGS:
             raise ValueError(f"`region_pooling` must be one of {REGION_POOLINGS}. Received: {region_pooling!r}")
+        parts = {
+            "fpn_fusion": fpn_fusion,
+            "mask_head": mask_head,
+            "region_head": region_head,
+            "mask_decoder": mask_decoder,
+            "mask_pooling": mask_pooling,
+        }
+        for name, part in parts.items():
+            if part is not None and not isinstance(part, keras.layers.Layer):
+                raise ValueError(f"`{name}` must be a Keras layer or None. Received: {type(part).__name__}")
+        replaced_parts = tuple(name for name, part in parts.items() if part is not None)
+        if getattr(mask_decoder, "num_queries", num_queries) != num_queries:
+            raise ValueError(
+                f"`mask_decoder.num_queries` ({mask_decoder.num_queries}) differs from `num_queries` ({num_queries})."
+            )
 
         # === Layers ===
         self.image_encoder = image_encoder
         self.feature_extractor = keras.Model(
             image_encoder.input, {level: pyramid[level] for level in pyramid_levels}, name="feature_extractor"
         )
-        self.fpn_fusion = FPNFusion(hidden_dim, levels=pyramid_levels, dtype=dtype, name="fpn_fusion")
-        self.mask_head = FeatureHead(hidden_dim, num_convs=head_convs, dtype=dtype, name="mask_head")
-        self.region_head = FeatureHead(
-            hidden_dim, num_convs=head_convs, output_dim=embedding_dim, dtype=dtype, name="region_head"
-        )
+        # Research hooks: any layer with the default part's call signature replaces it (see the Args).
+        if fpn_fusion is None:
+            fpn_fusion = FPNFusion(hidden_dim, levels=pyramid_levels, dtype=dtype, name="fpn_fusion")
+        if mask_head is None:
+            mask_head = FeatureHead(hidden_dim, num_convs=head_convs, dtype=dtype, name="mask_head")
+        if region_head is None:
+            region_head = FeatureHead(
+                hidden_dim, num_convs=head_convs, output_dim=embedding_dim, dtype=dtype, name="region_head"
+            )
+        if mask_decoder is None:
+            mask_decoder = MaskQueryDecoder(
+                num_queries=num_queries,
+                num_layers=decoder_layers,
+                hidden_dim=hidden_dim,
+                num_heads=decoder_heads,
+                mlp_dim=mlp_dim,
+                dropout=dropout,
+                self_attention=self_attention,
+                dtype=dtype,
+                name="mask_decoder",
+            )
+        if mask_pooling is None:
+            mask_pooling = MaskPooling(dtype=dtype, name="mask_pooling")
+        self.fpn_fusion = fpn_fusion
+        self.mask_head = mask_head
+        self.region_head = region_head
         self.position_embedding = LearnedPositionEmbedding(
             position_grid, initializer=position_initializer, dtype=dtype, name="position_embedding"
         )
-        self.mask_decoder = MaskQueryDecoder(
-            num_queries=num_queries,
-            num_layers=decoder_layers,
-            hidden_dim=hidden_dim,
-            num_heads=decoder_heads,
-            mlp_dim=mlp_dim,
-            dropout=dropout,
-            self_attention=self_attention,
-            dtype=dtype,
-            name="mask_decoder",
-        )
-        # A research hook: any layer with MaskPooling's call signature ([B,N,h,w], [B,h,w,E]) -> [B,N,E].
-        self.mask_pooling = mask_pooling or MaskPooling(dtype=dtype, name="mask_pooling")
+        self.mask_decoder = mask_decoder
+        self.mask_pooling = mask_pooling
 
         # === Functional Model ===
         images = keras.Input(shape=image_encoder.input.shape[1:], name="images")
@@ -194,6 +242,8 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
         self.pyramid_levels = tuple(pyramid_levels)
         self.region_pooling = region_pooling
         self.region_mask_gradient = region_mask_gradient
+        # The parts given as arguments, saved with the config; the default ones are rebuilt from it.
+        self._replaced_parts = replaced_parts
 
     def get_config(self):
         config = super().get_config()
@@ -217,11 +267,11 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
                 "pyramid_levels": self.pyramid_levels,
                 "region_pooling": self.region_pooling,
                 "region_mask_gradient": self.region_mask_gradient,
-                "mask_pooling": None
-                if type(self.mask_pooling) is MaskPooling
-                else keras.layers.serialize(self.mask_pooling),
             }
         )
+        for name in PARTS:
+            replaced = name in self._replaced_parts
+            config[name] = keras.layers.serialize(getattr(self, name)) if replaced else None
         return config
 
     @classmethod
@@ -229,8 +279,62 @@ class OpenSegBackbone(OpenSegPresetMixin, Backbone):
         config = dict(config)
         if isinstance(config.get("image_encoder"), dict):
             config["image_encoder"] = keras.layers.deserialize(config["image_encoder"])
-        if isinstance(config.get("mask_pooling"), dict):
-            config["mask_pooling"] = keras.layers.deserialize(config["mask_pooling"])
+        for name in PARTS:
+            if isinstance(config.get(name), dict):
+                config[name] = keras.layers.deserialize(config[name])
         if isinstance(config.get("position_initializer"), dict):
             config["position_initializer"] = keras.initializers.deserialize(config["position_initializer"])
         return super().from_config(config)
+
+    # === Presets ===
+
+    @classproperty
+    def architectures(cls):
+        """Named untrained architectures (`openseg_presets.OPENSEG_ARCHITECTURES`): name -> metadata."""
+        return {name: dict(entry["metadata"]) for name, entry in OPENSEG_ARCHITECTURES.items()}
+
+    @classmethod
+    def from_architecture(cls, name, load_weights=True, **kwargs):
+        """Build a named architecture's backbone: its image encoder with a fresh OpenSeg head.
+
+        A paper-scale architecture's encoder comes from its keras_hub preset (downloaded unless cached or
+        local); a small one's is a random-init keras_hub model. Either way the encoder takes images of any
+        size (`image_shape=(None, None, 3)`). The task classes' `from_architecture` add the image converter.
+
+        Args:
+            name: string. A key of `architectures`.
+            load_weights: bool. Load the image encoder's pretrained weights. Defaults to `True`.
+            **kwargs: `OpenSegBackbone` arguments overriding the architecture's (e.g. `num_queries=64`,
+                `embedding_dim=` of another text encoder).
+
+        Example:
+
+        ```python
+        backbone = OpenSegBackbone.from_architecture("test_tiny", num_queries=4)
+        backbone(np.zeros((1, 64, 64, 3), "float32"))["mask_logits"].shape  # (1, 4, 16, 16)
+        ```
+        """
+        entry = architecture_entry(name)
+        encoder = entry["image_encoder"]
+        # Dynamic spatial size: OpenSeg runs at any multiple of 32, whatever size the encoder was saved with.
+        if isinstance(encoder, str):
+            image_encoder = Backbone.from_preset(encoder, load_weights=load_weights, image_shape=(None, None, 3))
+        else:
+            encoder_cls = getattr(keras_hub.models, encoder["class_name"])
+            image_encoder = encoder_cls(**encoder["config"], image_shape=(None, None, 3))
+        return cls(image_encoder, **{**entry["backbone"], **kwargs})
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Load a saved `OpenSegBackbone` preset: a local directory or a `kaggle://` / `hf://` handle.
+
+        Configs are deserialized in Keras safe mode. A local directory is checked first, and a missing,
+        unreadable or mismatched file raises a ValueError that names it.
+
+        Args:
+            preset: string. Path of a preset directory written by `save_to_preset`, or a hub handle.
+            load_weights: bool. Load the saved weights; False gives a random initialization of the saved
+                configuration. Defaults to `True`.
+            **kwargs: constructor arguments that override the saved ones (e.g. `dtype=`).
+        """
+        return load_checked_preset(cls, super().from_preset, preset, load_weights, **kwargs)

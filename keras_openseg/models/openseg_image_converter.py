@@ -2,6 +2,7 @@ import keras
 from keras_hub.layers import ImageConverter
 
 from keras_openseg.models.openseg_backbone import OpenSegBackbone
+from keras_openseg.models.preset_loading import architecture_entry
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
@@ -33,3 +34,20 @@ class OpenSegImageConverter(ImageConverter):
     """
 
     backbone_cls = OpenSegBackbone
+
+    @classmethod
+    def from_architecture(cls, name):
+        """The converter of a named architecture: its image encoder's normalization, no resizing.
+
+        A paper-scale architecture takes `scale` and `offset` from its image encoder's keras_hub preset
+        (fetched unless cached or local); a random-init one has them in the registry entry.
+
+        Args:
+            name: string. A key of `OpenSegBackbone.architectures`.
+        """
+        entry = architecture_entry(name)
+        normalization = entry.get("image_normalization")
+        if normalization is None:
+            encoder_converter = ImageConverter.from_preset(entry["image_encoder"])
+            normalization = {"scale": encoder_converter.scale, "offset": encoder_converter.offset}
+        return cls(**normalization)

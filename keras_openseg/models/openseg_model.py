@@ -9,13 +9,14 @@ from keras_hub.src.utils.preset_utils import check_file_exists
 from keras_hub.src.utils.preset_utils import get_file
 from keras_hub.src.utils.preset_utils import load_json
 
-from keras_openseg.distribution import distributed_grounding_loss
-from keras_openseg.distribution import scale_loss_for_replicas
 from keras_openseg.layers import Temperature
 from keras_openseg.losses import best_match_dice_loss
+from keras_openseg.losses import distributed_grounding_loss
+from keras_openseg.losses import scale_loss_for_replicas
 from keras_openseg.losses.dice_loss import MATCHINGS
 from keras_openseg.models.openseg_task import OpenSegTask
 from keras_openseg.models.openseg_task import check_labels
+from keras_openseg.models.preset_loading import architecture_entry
 from keras_openseg.models.segmentation_logits import ENSEMBLES
 from keras_openseg.models.segmentation_logits import pixel_logits
 from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
@@ -93,8 +94,6 @@ class OpenSegModel(OpenSegTask):
     out["labels"]  # [2, 64, 64] int32 index into the queries
     ```
     """
-
-    uses_text_embedder = True
 
     def __init__(
         self,
@@ -396,6 +395,29 @@ class OpenSegModel(OpenSegTask):
         )
         with open(manifest, "w") as file:
             json.dump(files, file, indent=2)
+
+    @classmethod
+    def from_architecture(cls, name, load_weights=True, text_embedder=None, **backbone_kwargs):
+        """Build a named architecture: pretrained component presets with a fresh OpenSeg head.
+
+        Downloads the image encoder and the text encoder through keras_hub unless they are cached or local
+        (the small architectures have none to download). The image converter takes the image encoder's
+        normalization.
+
+        Args:
+            name: string. A key of `architectures` (`openseg_presets.OPENSEG_ARCHITECTURES`).
+            load_weights: bool. Load the image encoder's pretrained weights. Defaults to `True`.
+            text_embedder: a text embedder to use instead of the architecture's text encoder, or None to
+                load the architecture's (none for the small ones). Defaults to `None`.
+            **backbone_kwargs: `OpenSegBackbone` arguments overriding the architecture's (e.g.
+                `num_queries=64`).
+        """
+        model = super().from_architecture(name, load_weights=load_weights, **backbone_kwargs)
+        handle = architecture_entry(name).get("text_encoder")
+        if text_embedder is None and handle:
+            text_embedder = TextEmbedder.from_preset(handle)
+        model.text_embedder = text_embedder
+        return model
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):

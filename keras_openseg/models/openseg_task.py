@@ -1,32 +1,65 @@
 import keras
 from keras_hub.models import Task
+from keras_hub.src.utils.python_utils import classproperty
 
 from keras_openseg.models.image_batching import ImageCanvas
 from keras_openseg.models.image_batching import as_image_list
 from keras_openseg.models.openseg_backbone import OpenSegBackbone
+from keras_openseg.models.openseg_image_converter import OpenSegImageConverter
 from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
-from keras_openseg.models.preset_loading import OpenSegPresetMixin
+from keras_openseg.models.preset_loading import architecture_entry
+from keras_openseg.models.preset_loading import load_checked_preset
 
 
-def training_optimizer(learning_rate=0.005, decay_steps=None, weight_decay=1e-5, momentum=0.9):
+def cosine_schedule(learning_rate, decay_steps, warmup_steps=0):
+    """Linear warm-up from 0 to `learning_rate` over `warmup_steps`, then cosine decay to 0 over `decay_steps`.
+
+    Args:
+        learning_rate: float. The peak (initial, without warm-up) learning rate.
+        decay_steps: int. Length of the cosine decay, after the warm-up.
+        warmup_steps: int. Length of the linear warm-up. Defaults to `0`.
+    """
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else learning_rate,
+        decay_steps=decay_steps,
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def training_optimizer(
+    learning_rate=0.005, decay_steps=None, weight_decay=1e-5, momentum=0.9, clip_norm=None, optimizer="sgd"
+):
     """The paper's training recipe: SGD with momentum 0.9, cosine learning-rate decay from 0.005, weight decay
     1e-5 (sec. 4.1 gives the learning rate, its cosine schedule and the weight decay; momentum SGD is the
     optimizer of the TensorFlow detection / segmentation code base the paper builds on).
 
-    The learnable temperature is left out of the weight decay, which would pull log(tau) towards 0.
+    The learnable temperature is left out of the weight decay, which would pull log(tau) towards 0. The one
+    optimizer builder of the package: `compile()` and the training recipe (`keras_openseg.training`) use it.
 
     Args:
-        learning_rate: float. Initial learning rate. Defaults to `0.005`.
-        decay_steps: int or None. Length of the cosine decay; None keeps the rate constant. Defaults to
-            `None`.
-        weight_decay: float. Decoupled weight decay. Defaults to `1e-5`.
+        learning_rate: float or a `keras.optimizers.schedules` schedule. Initial learning rate. Defaults to
+            `0.005`.
+        decay_steps: int or None. Length of a cosine decay of a float `learning_rate`; None keeps the rate
+            (or the schedule) as given. Defaults to `None`.
+        weight_decay: float. Decoupled weight decay; 0 for none. Defaults to `1e-5`.
         momentum: float. SGD momentum. Defaults to `0.9`.
+        clip_norm: float or None. Global gradient-norm clipping. Defaults to `None`.
+        optimizer: `"sgd"` (momentum SGD) or `"adamw"` (the same schedule, decay and clipping with Adam's
+            update). Defaults to `"sgd"`.
     """
+    if optimizer not in ("sgd", "adamw"):
+        raise ValueError(f"`optimizer` must be 'sgd' or 'adamw'. Received: optimizer={optimizer!r}")
     if decay_steps is not None:
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=["log_temperature"])
-    return optimizer
+        learning_rate = cosine_schedule(learning_rate, decay_steps)
+    common = {"learning_rate": learning_rate, "weight_decay": weight_decay or None, "global_clipnorm": clip_norm}
+    if optimizer == "adamw":
+        result = keras.optimizers.AdamW(**{**common, "weight_decay": float(weight_decay)})
+    else:
+        result = keras.optimizers.SGD(momentum=momentum, **common)
+    if weight_decay:
+        result.exclude_from_weight_decay(var_names=["log_temperature"])
+    return result
 
 
 def images_of(inputs):
@@ -45,7 +78,7 @@ def check_labels(y, task_name):
         raise ValueError(f"{task_name} trains on y = {{'masks', 'mask_valid'}}. Received y: {received}.")
 
 
-class OpenSegTask(OpenSegPresetMixin, Task):
+class OpenSegTask(Task):
     """What `OpenSegModel` and `OpenSegTeacher` share: an `OpenSegBackbone` graph over the images, the paper's
     optimizer, preset loading with clear errors, and batched inference on raw images of any size.
 
@@ -69,6 +102,36 @@ class OpenSegTask(OpenSegPresetMixin, Task):
         images = backbone.input
         outputs = backbone(images)
         super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+    # === Presets ===
+
+    @classproperty
+    def architectures(cls):
+        """Named untrained architectures (`openseg_presets.OPENSEG_ARCHITECTURES`): name -> metadata."""
+        return cls.backbone_cls.architectures
+
+    @classmethod
+    def from_architecture(cls, name, load_weights=True, **backbone_kwargs):
+        """Build a named architecture: its image encoder with a fresh OpenSeg head, and its image converter.
+
+        Args:
+            name: string. A key of `architectures`.
+            load_weights: bool. Load the image encoder's pretrained weights. Defaults to `True`.
+            **backbone_kwargs: `OpenSegBackbone` arguments overriding the architecture's (e.g.
+                `num_queries=64`).
+        """
+        backbone = cls.backbone_cls.from_architecture(name, load_weights=load_weights, **backbone_kwargs)
+        preprocessor = cls.preprocessor_cls(OpenSegImageConverter.from_architecture(name))
+        return cls(backbone, preprocessor, **architecture_entry(name).get("task", {}))
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Load a saved preset of this task, checked as `OpenSegBackbone.from_preset` checks one.
+
+        A preset of another OpenSeg task (or a backbone saved with a preprocessor) loads its backbone and
+        preprocessor into this task, with this task's default options.
+        """
+        return load_checked_preset(cls, super().from_preset, preset, load_weights, task_cls=cls, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
         return super().call(images_of(inputs), training=training, mask=mask)

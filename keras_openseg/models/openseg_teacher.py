@@ -2,8 +2,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_openseg.distribution import scale_loss_for_replicas
 from keras_openseg.losses import best_match_dice_loss
+from keras_openseg.losses import scale_loss_for_replicas
 from keras_openseg.losses.dice_loss import MATCHINGS
 from keras_openseg.models.mask_nms import mask_nms
 from keras_openseg.models.openseg_task import OpenSegTask

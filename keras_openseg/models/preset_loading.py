@@ -1,31 +1,31 @@
-"""Preset loading for the OpenSeg classes: keras_hub's machinery, with errors that name the file and the problem.
+"""Preset checks for the OpenSeg classes: errors that name the file and the problem.
 
 `from_preset` goes through keras_hub (local directories, `kaggle://`, `hf://`), which deserializes configs
 in Keras safe mode (no lambdas, no arbitrary code). Before that, a local preset directory is checked file by
 file so that a missing, truncated or foreign file is reported by name instead of by an h5py or
 deserialization traceback; errors keras_hub raises while loading are re-raised with the preset and the file
-they concern.
+they concern. The file names are keras_hub's own.
 
-Named architectures (`openseg_presets.OPENSEG_ARCHITECTURES`) are untrained compositions of component
-presets; they are built with `from_architecture`, never by `from_preset`.
+This module imports no OpenSeg class: `OpenSegBackbone.from_preset` and `OpenSegTask.from_preset` call
+`load_checked_preset` with their keras_hub base's loader.
 """
 
 import json
 import os
 
-from keras_hub.models import Backbone
-from keras_hub.src.utils.python_utils import classproperty
+from keras_hub.src.utils.preset_utils import CONFIG_FILE
+from keras_hub.src.utils.preset_utils import IMAGE_CONVERTER_CONFIG_FILE
+from keras_hub.src.utils.preset_utils import MODEL_WEIGHTS_FILE
+from keras_hub.src.utils.preset_utils import PREPROCESSOR_CONFIG_FILE
+from keras_hub.src.utils.preset_utils import SHARDED_MODEL_WEIGHTS_CONFIG_FILE
+from keras_hub.src.utils.preset_utils import TASK_CONFIG_FILE
+from keras_hub.src.utils.preset_utils import TASK_WEIGHTS_FILE
 
 from keras_openseg.models.openseg_presets import OPENSEG_ARCHITECTURES
 
-CONFIG_FILE = "config.json"
-TASK_CONFIG_FILE = "task.json"
-PREPROCESSOR_CONFIG_FILE = "preprocessor.json"
-IMAGE_CONVERTER_CONFIG_FILE = "image_converter.json"
-MODEL_WEIGHTS_FILE = "model.weights.h5"
-SHARDED_WEIGHTS_CONFIG_FILE = "model.weights.json"
-TASK_WEIGHTS_FILE = "task.weights.h5"
 BACKBONE_NAME = "keras_openseg>OpenSegBackbone"
+# What keras_hub raises for a preset that does not fit the class (h5py's errors are OSErrors).
+LOADING_ERRORS = (ValueError, OSError, KeyError, TypeError)
 
 
 def _read_config(preset, filename):
@@ -89,7 +89,7 @@ def check_local_preset(preset, load_weights=True, task_cls=None):
         return
     if os.path.exists(os.path.join(preset, MODEL_WEIGHTS_FILE)):
         _check_weights_file(preset, MODEL_WEIGHTS_FILE)
-    elif not os.path.exists(os.path.join(preset, SHARDED_WEIGHTS_CONFIG_FILE)):
+    elif not os.path.exists(os.path.join(preset, SHARDED_MODEL_WEIGHTS_CONFIG_FILE)):
         raise ValueError(
             f"OpenSeg preset '{preset}': the weights file `{MODEL_WEIGHTS_FILE}` is missing (pass "
             "`load_weights=False` for a randomly initialized model of this configuration)."
@@ -110,94 +110,44 @@ def _culprit(error):
     return f"{CONFIG_FILE} / {TASK_CONFIG_FILE} (the configuration)"
 
 
-class OpenSegPresetMixin:
-    """`from_preset` with clear errors, the named-architecture registry and `from_architecture`.
+def load_checked_preset(cls, load, preset, load_weights=True, task_cls=None, **kwargs):
+    """`load(preset, load_weights=..., **kwargs)` (a keras_hub `from_preset`), checked before and after.
 
-    Mixed into the OpenSeg classes ahead of their keras_hub base (`Backbone` or `Task`).
+    Args:
+        cls: the class being loaded, for the messages.
+        load: the keras_hub loader, e.g. `super().from_preset` of an OpenSeg class.
+        preset: string. Path of a preset directory written by `save_to_preset`, or a hub handle.
+        load_weights: bool. Whether the weights are loaded (and so checked). Defaults to `True`.
+        task_cls: the task class when loading a task (it needs a preprocessor), None for a backbone.
+            Defaults to `None`.
+        **kwargs: passed to `load`.
     """
-
-    @classproperty
-    def presets(cls):
-        """Named OpenSeg architectures: name -> metadata (description, component handles, `trained_on`)."""
-        return {name: dict(entry["metadata"]) for name, entry in OPENSEG_ARCHITECTURES.items()}
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Load a saved OpenSeg preset: a local directory or a `kaggle://` / `hf://` handle.
-
-        Configs are deserialized in Keras safe mode. A local directory is checked first, and a missing,
-        unreadable or mismatched file raises a ValueError that names it.
-
-        Args:
-            preset: string. Path of a preset directory written by `save_to_preset`, or a hub handle.
-            load_weights: bool. Load the saved weights; False gives a random initialization of the saved
-                configuration. Defaults to `True`.
-            **kwargs: constructor arguments that override the saved ones (e.g. `text_embedder=` for
-                `OpenSegModel`, `dtype=`).
-        """
-        if not isinstance(preset, str):
-            raise ValueError(f"`preset` must be a path or a handle string. Received: {preset!r}")
-        if preset in OPENSEG_ARCHITECTURES:
-            raise ValueError(
-                f"'{preset}' names an untrained OpenSeg architecture, not a saved preset. Build it with "
-                f"`{cls.__name__}.from_architecture('{preset}')`, train it, and save it with `save_to_preset`."
-            )
-        is_handle = "://" in preset
-        if not is_handle:
-            if not os.path.isdir(preset):
-                raise ValueError(
-                    f"OpenSeg preset '{preset}' not found: it is neither a directory nor a `kaggle://` / `hf://` "
-                    f"handle. Untrained architectures are built with `from_architecture`: "
-                    f"{sorted(OPENSEG_ARCHITECTURES)}."
-                )
-            is_task = not issubclass(cls, Backbone)
-            check_local_preset(preset, load_weights=load_weights, task_cls=cls if is_task else None)
-        try:
-            return super().from_preset(preset, load_weights=load_weights, **kwargs)
-        except (ValueError, OSError, KeyError, TypeError) as error:
-            raise ValueError(
-                f"Could not load the OpenSeg preset '{preset}' as `{cls.__name__}`: the problem is in "
-                f"{_culprit(error)}: {type(error).__name__}: {error}"
-            ) from error
-
-    @classmethod
-    def from_architecture(cls, name, load_weights=True, text_embedder=None, **backbone_kwargs):
-        """Build a named architecture: pretrained component presets with a fresh OpenSeg head.
-
-        Downloads the image encoder (and, for `OpenSegModel`, the text encoder) through keras_hub unless
-        they are cached or local. The image converter takes the image encoder's normalization.
-
-        Args:
-            name: string. A key of `presets` (`openseg_presets.OPENSEG_ARCHITECTURES`).
-            load_weights: bool. Load the image encoder's pretrained weights. Defaults to `True`.
-            text_embedder: a text embedder to use instead of the architecture's text encoder, or None to
-                load the architecture's (`OpenSegModel` only). Defaults to `None`.
-            **backbone_kwargs: `OpenSegBackbone` arguments overriding the architecture's (e.g.
-                `num_queries=64`).
-        """
-        import keras_hub
-
-        from keras_openseg.models.openseg_backbone import OpenSegBackbone
-        from keras_openseg.models.openseg_image_converter import OpenSegImageConverter
-        from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
-
-        if name not in OPENSEG_ARCHITECTURES:
-            raise ValueError(f"Unknown OpenSeg architecture {name!r}. Known: {sorted(OPENSEG_ARCHITECTURES)}.")
-        entry = OPENSEG_ARCHITECTURES[name]
-        # Dynamic spatial size: OpenSeg runs at any multiple of 32, whatever size the encoder was saved with.
-        image_encoder = keras_hub.models.Backbone.from_preset(
-            entry["image_encoder"], load_weights=load_weights, image_shape=(None, None, 3)
+    if not isinstance(preset, str):
+        raise ValueError(f"`preset` must be a path or a handle string. Received: {preset!r}")
+    if preset in OPENSEG_ARCHITECTURES:
+        raise ValueError(
+            f"'{preset}' names an untrained OpenSeg architecture, not a saved preset. Build it with "
+            f"`{cls.__name__}.from_architecture('{preset}')`, train it, and save it with `save_to_preset`."
         )
-        encoder_converter = keras_hub.layers.ImageConverter.from_preset(entry["image_encoder"])
-        image_converter = OpenSegImageConverter(scale=encoder_converter.scale, offset=encoder_converter.offset)
-        backbone = OpenSegBackbone(image_encoder, **{**entry["backbone"], **backbone_kwargs})
-        task_kwargs = {"backbone": backbone, "preprocessor": OpenSegPreprocessor(image_converter)}
-        if getattr(cls, "uses_text_embedder", False):
-            if text_embedder is None and entry.get("text_encoder"):
-                from keras_openseg.models.text_embedder import TextEmbedder
+    if "://" not in preset:
+        if not os.path.isdir(preset):
+            raise ValueError(
+                f"OpenSeg preset '{preset}' not found: it is neither a directory nor a `kaggle://` / `hf://` "
+                f"handle. Untrained architectures are built with `from_architecture`: "
+                f"{sorted(OPENSEG_ARCHITECTURES)}."
+            )
+        check_local_preset(preset, load_weights=load_weights, task_cls=task_cls)
+    try:
+        return load(preset, load_weights=load_weights, **kwargs)
+    except LOADING_ERRORS as error:
+        raise ValueError(
+            f"Could not load the OpenSeg preset '{preset}' as `{cls.__name__}`: the problem is in "
+            f"{_culprit(error)}: {type(error).__name__}: {error}"
+        ) from error
 
-                text_embedder = TextEmbedder.from_preset(entry["text_encoder"])
-            task_kwargs["text_embedder"] = text_embedder
-        if issubclass(cls, Backbone):
-            return backbone
-        return cls(**task_kwargs)
+
+def architecture_entry(name):
+    """The registry entry of a named architecture; a ValueError naming the known ones otherwise."""
+    if name not in OPENSEG_ARCHITECTURES:
+        raise ValueError(f"Unknown OpenSeg architecture {name!r}. Known: {sorted(OPENSEG_ARCHITECTURES)}.")
+    return OPENSEG_ARCHITECTURES[name]

@@ -7,6 +7,7 @@ the command-line faces of `train` and `write_pseudo_labels`.
 from keras_openseg.lazy_imports import lazy_attributes
 
 __all__ = [
+    "Distribution",
     "TrainingCheckpoint",
     "TrainingConfig",
     "build_model",
@@ -29,6 +30,7 @@ __getattr__, __dir__ = lazy_attributes(
         "configure_grounding_loss": "keras_openseg.training.recipe",
         "learning_rate_schedule": "keras_openseg.training.recipe",
         "train": "keras_openseg.training.recipe",
+        "Distribution": "keras_openseg.training.distribution",
         "TrainingCheckpoint": "keras_openseg.training.training_checkpoint",
         "TrainingConfig": "keras_openseg.training.training_config",
     },

@@ -2,7 +2,7 @@
 
 One training step, traced from the command line: `keras-openseg train` (`training/cli.py`) builds a
 `TrainingConfig` and calls `train`; `train` builds the tf.data pipeline (`keras_openseg.data`), the model
-(`OpenSegModel` or `OpenSegTeacher`) under the chosen `keras_openseg.distribution.Distribution`, and runs
+(`OpenSegModel` or `OpenSegTeacher`) under the chosen `Distribution` (`training/distribution.py`), and runs
 `model.fit`, whose step calls the model's `compute_loss`: L = L_G + alpha L_S (eq. 5, `keras_openseg.losses`).
 """
 
@@ -14,53 +14,11 @@ import os
 import keras
 import numpy as np
 
-from keras_openseg.distribution import Distribution
+from keras_openseg.training.distribution import Distribution
 from keras_openseg.training.training_checkpoint import TrainingCheckpoint
 from keras_openseg.training.training_config import TrainingConfig
 
 logger = logging.getLogger(__name__)
-
-# Random-init image encoders that need no download (keras_hub ResNet; its first stack must have 64 filters).
-# With the OpenSeg head sizes below they make the test, demo and benchmark models.
-SMALL_ARCHITECTURES = {
-    "tiny": {
-        "image_encoder": {
-            "input_conv_filters": [64],
-            "input_conv_kernel_sizes": [3],
-            "stackwise_num_filters": [64, 16, 16, 16],
-            "stackwise_num_blocks": [1, 1, 1, 1],
-            "stackwise_num_strides": [1, 2, 2, 2],
-            "block_type": "basic_block",
-        },
-        "backbone": {
-            "num_queries": 8,
-            "hidden_dim": 16,
-            "decoder_layers": 1,
-            "decoder_heads": 2,
-            "head_convs": 1,
-            "position_grid": (16, 16),
-        },
-    },
-    "small": {
-        "image_encoder": {
-            "input_conv_filters": [64],
-            "input_conv_kernel_sizes": [7],
-            "stackwise_num_filters": [64, 64, 128, 128],
-            "stackwise_num_blocks": [1, 1, 1, 1],
-            "stackwise_num_strides": [1, 2, 2, 2],
-            "block_type": "basic_block",
-        },
-        "backbone": {
-            "num_queries": 32,
-            "hidden_dim": 64,
-            "decoder_layers": 2,
-            "decoder_heads": 4,
-            "head_convs": 2,
-            "position_grid": (32, 32),
-        },
-    },
-}
-
 
 # The region-embedding size of a new teacher: all-MiniLM-L6-v2's, the default text encoder's.
 TEACHER_EMBEDDING_DIM = 384
@@ -75,7 +33,7 @@ class _NoWords:
         return np.full([len(words)], -1, np.int32)
 
 
-def train(config, text_embedder=None, extractor=None, table=None, callbacks=(), verbose="auto"):
+def train(config, model=None, text_embedder=None, extractor=None, table=None, callbacks=(), verbose="auto"):
     """Trains an OpenSeg model (or teacher) as `config` says and saves it as a preset in `config.output`.
 
     The run folder receives `training_config.json`, the word table (`word_table.npz`), `checkpoints/` (every
@@ -85,6 +43,10 @@ def train(config, text_embedder=None, extractor=None, table=None, callbacks=(), 
 
     Args:
         config: `TrainingConfig`.
+        model: the `OpenSegModel` (or, with `config.teacher`, `OpenSegTeacher`) to train, or None to build
+            `config.architecture` (`build_model`). A given model runs on one device (`config.distribution`
+            "none" or "auto" on one device) with the dtype policy it was built with; it is compiled here.
+            Defaults to `None`.
         text_embedder: object with `embed(list[str]) -> [K, E]` (e.g. `keras_openseg.models.TextEmbedder`)
             or None to load `config.text_encoder`. Used once, to build the word table. Defaults to `None`.
         extractor: caption-word extractor (`keras_openseg.text.CaptionWordExtractor` or any object with
@@ -142,8 +104,11 @@ def train(config, text_embedder=None, extractor=None, table=None, callbacks=(), 
                         f"`embedding_dim`={config.embedding_dim} differs from the word table's {embedding_dim}: "
                         "the region embeddings must live in the text encoder's space."
                     )
-            model = build_model(config, embedding_dim=embedding_dim, text_embedder=text_embedder)
-            configure_grounding_loss(model, config, distribution)
+            if model is None:
+                model = build_model(config, embedding_dim=embedding_dim, text_embedder=text_embedder)
+            else:
+                check_given_model(model, config, distribution, embedding_dim)
+            configure_grounding_loss(model, config)
             if config.freeze_image_encoder:
                 model.backbone.image_encoder.trainable = False
             model.compile(optimizer=build_optimizer(config))
@@ -178,15 +143,18 @@ def _fit(model, dataset, config, distribution, initial_step, callbacks, verbose)
     elif distribution.is_chief:
         logger.warning("TensorBoard is not installed (pip install tensorboard): no logs are written.")
     if initial_step < config.steps:
-        model.fit(
-            dataset,
-            epochs=epochs,
-            initial_epoch=initial_step // steps_per_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=all_callbacks,
-            shuffle=False,  # the pipeline shuffles, reproducibly
-            verbose=verbose,
-        )
+        # Inside the scope, so that JAX shards the batches and the loss sees the distribution (the unsync
+        # loss's per-device groups, `keras_openseg.losses.distributed_grounding_loss`).
+        with distribution.scope():
+            model.fit(
+                dataset,
+                epochs=epochs,
+                initial_epoch=initial_step // steps_per_epoch,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=all_callbacks,
+                shuffle=False,  # the pipeline shuffles, reproducibly
+                verbose=verbose,
+            )
     if checkpoint.diverged_at is not None:
         kept = (
             f"The last good checkpoint (step {checkpoint.saved_step}) is kept in {checkpoint.directory}"
@@ -217,97 +185,102 @@ class _StopAtStep(keras.callbacks.Callback):
 
 
 def build_optimizer(config):
-    """The run's optimizer: linear warm-up then cosine decay to 0, decoupled weight decay and clipping.
+    """The run's optimizer (`keras_openseg.models.training_optimizer`): linear warm-up then cosine decay to 0
+    at `config.steps`, decoupled weight decay and clipping.
 
     `config.optimizer = "sgd"` is the paper's recipe (sec. 4.1): momentum SGD, learning rate 0.005 with cosine
     decay, weight decay 1e-5. `"adamw"` takes the same schedule, decay and clipping with Adam's update. The
     learnable temperature is not decayed (decay would pull log tau towards 0).
     """
-    common = dict(
-        learning_rate=learning_rate_schedule(config),
-        weight_decay=config.weight_decay or None,
-        global_clipnorm=config.clip_norm,
+    from keras_openseg.models import training_optimizer
+
+    return training_optimizer(
+        learning_rate_schedule(config),
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+        clip_norm=config.clip_norm,
+        optimizer=config.optimizer,
     )
-    if config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(**{**common, "weight_decay": float(config.weight_decay)})
-    else:
-        optimizer = keras.optimizers.SGD(momentum=config.momentum, **common)
-    if config.weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=["log_temperature"])
-    return optimizer
 
 
 def learning_rate_schedule(config):
     """Linear warm-up from 0 to `learning_rate` over the warm-up steps, then cosine decay to 0 at `steps`."""
+    from keras_openseg.models import cosine_schedule
+
     warmup = config.total_warmup_steps
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else config.learning_rate,
-        decay_steps=max(config.steps - warmup, 1),
-        warmup_target=config.learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
+    return cosine_schedule(config.learning_rate, max(config.steps - warmup, 1), warmup_steps=warmup)
 
 
 def build_model(config, embedding_dim, text_embedder=None):
-    """The model a run starts from: a small random architecture, a named one, or a saved preset.
+    """The model a run starts from: a named architecture (`OpenSegModel.architectures`) or a saved preset.
 
-    `text_embedder` (optional) is attached to an `OpenSegModel`, so the trained model segments with string
-    queries at once; it is not part of the trained weights.
+    A small architecture ("tiny", "small", ...) has no text encoder of its own, so its region embeddings take
+    the word table's size `embedding_dim`; a paper-scale one's size is its text encoder's. `text_embedder`
+    (optional) is attached to an `OpenSegModel`, so the trained model segments with string queries at once;
+    it is not part of the trained weights.
     """
+    from keras_openseg.models import OPENSEG_ARCHITECTURES
     from keras_openseg.models import OpenSegModel
     from keras_openseg.models import OpenSegTeacher
 
     task_cls = OpenSegTeacher if config.teacher else OpenSegModel
-    task_kwargs = {} if config.teacher else {"alpha": config.alpha, "text_embedder": text_embedder}
-    if config.architecture in SMALL_ARCHITECTURES:
-        import keras_hub
-
-        from keras_openseg.models import OpenSegBackbone
-        from keras_openseg.models import OpenSegImageConverter
-        from keras_openseg.models import OpenSegPreprocessor
-
-        entry = SMALL_ARCHITECTURES[config.architecture]
-        image_encoder = keras_hub.models.ResNetBackbone(**entry["image_encoder"], image_shape=(None, None, 3))
-        backbone = OpenSegBackbone(image_encoder, embedding_dim=embedding_dim, **entry["backbone"])
-        preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
-        return task_cls(backbone, preprocessor, **task_kwargs)
-    if config.architecture in task_cls.presets:
-        text_kwargs = {} if config.teacher else {"text_embedder": text_embedder}
-        model = task_cls.from_architecture(config.architecture, **text_kwargs)
+    if config.architecture in OPENSEG_ARCHITECTURES:
+        has_text_encoder = OPENSEG_ARCHITECTURES[config.architecture]["text_encoder"] is not None
+        kwargs = {} if has_text_encoder else {"embedding_dim": embedding_dim}
+        if not config.teacher:
+            kwargs["text_embedder"] = text_embedder
+        model = task_cls.from_architecture(config.architecture, **kwargs)
     else:
         model = task_cls.from_preset(config.architecture)
     if not config.teacher:
         model.alpha = config.alpha
-        if model.backbone.embedding_dim != embedding_dim:
-            raise ValueError(
-                f"The model from {config.architecture!r} embeds into {model.backbone.embedding_dim} dimensions, "
-                f"the word table into {embedding_dim}: choose the matching `text_encoder`."
-            )
+        check_embedding_dim(model, embedding_dim, f"The model from {config.architecture!r}")
         if text_embedder is not None:
             # Set after loading, so that a preset keeps its own text embedder when none is given here.
             model.text_embedder = text_embedder
     return model
 
 
-def configure_grounding_loss(model, config, distribution):
-    """Sync or unsync grounding loss (paper App. F) for the run's distribution."""
+def check_given_model(model, config, distribution, embedding_dim):
+    """Raise a ValueError unless `model`, given to `train`, fits the run."""
+    from keras_openseg.models import OpenSegModel
+    from keras_openseg.models import OpenSegTeacher
+
+    expected = OpenSegTeacher if config.teacher else OpenSegModel
+    if not isinstance(model, expected):
+        raise ValueError(
+            f"`model` must be an `{expected.__name__}` for a run with teacher={config.teacher}. Received: "
+            f"{type(model).__name__}"
+        )
+    if distribution.num_replicas > 1:
+        # Its variables were created outside the distribution's scope, so they would not be replicated.
+        raise ValueError(
+            f"`train(model=...)` trains on one device; under distribution {distribution.mode!r} let `train` "
+            "build the model from `config.architecture`."
+        )
+    if not config.teacher:
+        check_embedding_dim(model, embedding_dim, "The given `model`")
+
+
+def check_embedding_dim(model, embedding_dim, origin):
+    """Raise a ValueError unless the model's region embeddings live in the word table's space."""
+    if model.backbone.embedding_dim != embedding_dim:
+        raise ValueError(
+            f"{origin} embeds into {model.backbone.embedding_dim} dimensions, the word table "
+            f"into {embedding_dim}: choose the matching `text_encoder`."
+        )
+
+
+def configure_grounding_loss(model, config):
+    """Sync or unsync grounding loss (paper App. F) and the contrastive group size of the run.
+
+    The per-device group of the unsync loss under JAX `DataParallel` is decided by the loss itself
+    (`keras_openseg.losses.distributed_loss`), so `config.group_size` only sets an explicit one.
+    """
     if config.teacher:
         return
-    group_size = config.group_size
-    if group_size is None and not config.sync_loss and distribution.mode == "data_parallel":
-        # JAX: the loss sees the global batch; unsync contrasts each device's examples.
-        group_size = distribution.per_replica_batch_size(config.batch_size)
-    model.group_size = group_size
-    if hasattr(model, "sync_grounding_loss"):
-        model.sync_grounding_loss = config.sync_loss
-    elif distribution.strategy is not None and distribution.num_replicas > 1:
-        # Such a compute_loss neither all-gathers for the sync loss nor divides by the number of replicas
-        # (Keras sums replica gradients), so training would silently differ from one device.
-        raise ValueError(
-            "Training under a tf.distribute strategy needs a model whose compute_loss uses "
-            "keras_openseg.distribution (distributed_grounding_loss, scale_loss_for_replicas); this model's "
-            "does not. Use --distribution none, or the JAX backend with data_parallel."
-        )
+    model.group_size = config.group_size
+    model.sync_grounding_loss = config.sync_loss
 
 
 def build_sources(config, extractor=None):

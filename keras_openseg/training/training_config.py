@@ -117,7 +117,7 @@ class TrainingConfig:
 
     def validate(self):
         """Raises a ValueError naming the first field that is out of range."""
-        from keras_openseg.distribution import MODES
+        from keras_openseg.training.distribution import MODES
 
         positive = ("image_size", "steps", "batch_size", "max_masks", "max_words", "checkpoint_every", "log_every")
         for name in positive:

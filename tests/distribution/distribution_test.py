@@ -15,8 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_openseg import distribution as distribution_lib
+from keras_openseg.losses import distributed_loss as losses_lib
 from keras_openseg.losses import grounding_loss
+from keras_openseg.training import distribution as distribution_lib
 
 WORKER = pathlib.Path(__file__).with_name("replica_worker.py")
 MULTI_DEVICE_MODE = {"jax": "data_parallel", "tensorflow": "mirrored"}
@@ -55,8 +56,8 @@ def test_four_devices_match_one_device():
             np.testing.assert_allclose(np.array(distributed), np.array(single), rtol=1e-5, atol=1e-6)
     sync_kernel, unsync_kernel = result["single_sync_weights"][0], result["single_unsync_weights"][0]
     assert np.abs(np.array(sync_kernel) - np.array(unsync_kernel)).max() > 1e-4
-    # The tiny OpenSegModel of the training recipe (its compute_loss goes through keras_openseg.distribution):
-    # the same losses and step on 4 replicas as on one device, unsync and sync.
+    # The tiny OpenSegModel of the training recipe (its compute_loss goes through losses.distributed_loss): the
+    # same losses and step on 4 replicas as on one device, unsync and sync.
     for name in ("unsync", "sync"):
         single, distributed = result[f"real_{name}_losses"]
         for metric in ("grounding_loss", "dice_loss", "loss"):
@@ -90,11 +91,11 @@ def test_outside_replicas_the_loss_is_the_grounding_loss():
     for group_size in (None, 2):
         expected = grounding_loss(regions, words, valid, temperature=0.1, group_size=group_size)
         for sync in (True, False):
-            loss = distribution_lib.distributed_grounding_loss(
+            loss = losses_lib.distributed_grounding_loss(
                 regions, words, valid, temperature=0.1, group_size=group_size, sync=sync
             )
             np.testing.assert_allclose(keras.ops.convert_to_numpy(loss), keras.ops.convert_to_numpy(expected))
-    assert distribution_lib.replica_info() == (0, 1)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(distribution_lib.scale_loss_for_replicas(3.0)), 3.0)
-    gathered = distribution_lib.gather_for_sync_loss(regions, words, valid)
+    assert losses_lib.replica_info() == (0, 1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(losses_lib.scale_loss_for_replicas(3.0)), 3.0)
+    gathered = losses_lib.gather_for_sync_loss(regions, words, valid)
     assert gathered[0] is regions and gathered[3] == 0

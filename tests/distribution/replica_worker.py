@@ -24,9 +24,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from keras_openseg import distribution as distribution_lib  # noqa: E402
 from keras_openseg.layers import Temperature  # noqa: E402
+from keras_openseg.losses import distributed_loss as losses_lib  # noqa: E402
 from keras_openseg.losses import grounding_loss  # noqa: E402
+from keras_openseg.training import distribution as distribution_lib  # noqa: E402
 
 GLOBAL_BATCH, NUM_REGIONS, NUM_WORDS, EMBEDDING_DIM, NUM_FEATURES = 8, 3, 4, 8, 6
 
@@ -46,7 +47,7 @@ class StandInModel(keras.Model):
         return ops.reshape(self.encoder(x["features"]), (-1, NUM_REGIONS, EMBEDDING_DIM))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = distribution_lib.distributed_grounding_loss(
+        loss = losses_lib.distributed_grounding_loss(
             y_pred,
             x["word_embeddings"],
             x["word_valid"],
@@ -55,7 +56,7 @@ class StandInModel(keras.Model):
             sync=self.sync,
         )
         self.grounding_tracker.update_state(loss)
-        return distribution_lib.scale_loss_for_replicas(loss)
+        return losses_lib.scale_loss_for_replicas(loss)
 
 
 rng = np.random.default_rng(0)
@@ -137,14 +138,15 @@ def real_model_step(sync, distribution=None):
     keras.utils.set_random_seed(1)
     with distribution.scope():
         model = build_model(config, embedding_dim=EMBEDDING_DIM)
-        configure_grounding_loss(model, config, distribution)
+        configure_grounding_loss(model, config)
         if distribution.num_replicas == 1 and not sync:
             model.group_size = per_replica  # the one-device reference of the unsync loss
         # Batch statistics per replica would differ from one device's: keep the encoder's BN in inference mode.
         model.backbone.image_encoder.trainable = False
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
-    inputs, targets = real_batch
-    history = model.fit(inputs, targets, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+        # Fit inside the scope, as `train` does: JAX then shards the batch and the unsync loss finds its groups.
+        inputs, targets = real_batch
+        history = model.fit(inputs, targets, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
     weights = [np.asarray(w) for w in model.get_weights()]
     return {key: float(values[0]) for key, values in history.history.items()}, weights
 

@@ -1,4 +1,4 @@
-"""OpenSegBackbone: keras_hub backbone checks, dynamic input sizes, mask pooling against numpy, saving."""
+"""OpenSegBackbone: keras_hub backbone checks, dynamic input sizes, mask pooling against numpy, saving, parts."""
 
 import keras
 import numpy as np
@@ -10,6 +10,8 @@ from tiny_openseg import TINY_HEAD
 from tiny_openseg import tiny_backbone
 from tiny_openseg import tiny_encoder
 
+from keras_openseg.layers import FeatureHead
+from keras_openseg.layers import MaskQueryDecoder
 from keras_openseg.models import OpenSegBackbone
 
 
@@ -115,6 +117,49 @@ def test_region_mask_gradient(region_mask_gradient):
     assert OpenSegBackbone.from_config(backbone.get_config()).region_mask_gradient == region_mask_gradient
 
 
+@keras.saving.register_keras_serializable(package="keras_openseg_tests")
+class ScaledMaskQueryDecoder(MaskQueryDecoder):
+    """A decoder variant for the test: the mask logits times a learned scale per query."""
+
+    def __init__(self, initial_scale=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_scale = initial_scale
+
+    def build(self, features_shape):
+        self.logit_scale = self.add_weight(
+            shape=(self.num_queries,), initializer=keras.initializers.Constant(self.initial_scale), name="logit_scale"
+        )
+        super().build(features_shape)
+
+    def call(self, features, training=None):
+        queries, mask_logits = super().call(features, training=training)
+        return queries, mask_logits * keras.ops.cast(self.logit_scale, mask_logits.dtype)[None, :, None, None]
+
+    def get_config(self):
+        return {**super().get_config(), "initial_scale": self.initial_scale}
+
+
+def test_custom_parts_round_trip_through_a_preset(tmp_path):
+    decoder = ScaledMaskQueryDecoder(
+        initial_scale=1.5, num_queries=NUM_QUERIES, num_layers=1, hidden_dim=16, num_heads=2, name="scaled_decoder"
+    )
+    backbone = tiny_backbone(mask_decoder=decoder, mask_head=FeatureHead(16, num_convs=2, name="deep_mask_head"))
+    backbone.mask_decoder.logit_scale.assign(np.linspace(0.5, 2.0, NUM_QUERIES).astype("float32"))
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    expected = {key: keras.ops.convert_to_numpy(value) for key, value in backbone(images).items()}
+    config = backbone.get_config()
+    assert config["mask_decoder"]["registered_name"] == "keras_openseg_tests>ScaledMaskQueryDecoder"
+    assert config["fpn_fusion"] is None and config["region_head"] is None and config["mask_pooling"] is None
+
+    backbone.save_to_preset(str(tmp_path))
+    restored = OpenSegBackbone.from_preset(str(tmp_path))
+    assert type(restored.mask_decoder) is ScaledMaskQueryDecoder and restored.mask_decoder.initial_scale == 1.5
+    assert type(restored.mask_head) is FeatureHead and restored.mask_head.num_convs == 2
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored.mask_decoder.logit_scale), np.linspace(0.5, 2, 6))
+    for key, value in restored(images).items():
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(value), expected[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="FeaturePyramidBackbone"):
         OpenSegBackbone(keras.layers.Dense(3), **TINY_HEAD)
@@ -125,3 +170,7 @@ def test_invalid_arguments():
         OpenSegBackbone(encoder, **{**TINY_HEAD, "decoder_heads": 3})
     with pytest.raises(ValueError, match="region_pooling"):
         OpenSegBackbone(encoder, region_pooling="max", **TINY_HEAD)
+    with pytest.raises(ValueError, match="`mask_head` must be a Keras layer"):
+        OpenSegBackbone(encoder, mask_head="conv", **TINY_HEAD)
+    with pytest.raises(ValueError, match="num_queries"):
+        OpenSegBackbone(encoder, mask_decoder=MaskQueryDecoder(num_queries=3, hidden_dim=16, num_heads=2), **TINY_HEAD)

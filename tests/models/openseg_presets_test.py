@@ -227,8 +227,12 @@ def test_wrong_or_missing_presets(tmp_path):
 
 
 def test_named_architectures_are_listed_untrained():
-    presets = OpenSegModel.presets
-    assert set(presets) == set(OPENSEG_ARCHITECTURES) and presets == OpenSegTeacher.presets
+    # `presets` lists what `from_preset` loads (no trained OpenSeg preset is built in); the architectures are
+    # listed under their own name.
+    assert OpenSegModel.presets == OpenSegTeacher.presets == OpenSegBackbone.presets == {}
+    presets = OpenSegModel.architectures
+    assert set(presets) == set(OPENSEG_ARCHITECTURES) and presets == OpenSegTeacher.architectures
+    assert presets == OpenSegBackbone.architectures
     for name, metadata in presets.items():
         assert metadata["trained_on"] is None, name
         assert {"description", "image_encoder", "text_encoder", "embedding_dim"} <= set(metadata)

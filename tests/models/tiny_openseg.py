@@ -6,36 +6,21 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_openseg.models import OPENSEG_ARCHITECTURES
 from keras_openseg.models import OpenSegBackbone
 from keras_openseg.models import OpenSegImageConverter
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegPreprocessor
 from keras_openseg.models import OpenSegTeacher
 
-# A ResNet with P2..P5 (strides 4..32) and ~50k weights; keras_hub requires 64 filters in the first stack.
-TINY_ENCODER = dict(
-    input_conv_filters=[8],
-    input_conv_kernel_sizes=[3],
-    stackwise_num_filters=[64, 8, 8, 8],
-    stackwise_num_blocks=[1, 1, 1, 1],
-    stackwise_num_strides=[1, 2, 2, 2],
-    block_type="basic_block_vd",
-    use_pre_activation=False,
-    image_shape=(None, None, 3),
-)
-EMBEDDING_DIM = 8
-NUM_QUERIES = 6
-TINY_HEAD = dict(
-    num_queries=NUM_QUERIES,
-    hidden_dim=16,
-    embedding_dim=EMBEDDING_DIM,
-    decoder_layers=1,
-    decoder_heads=2,
-    head_convs=1,
-    position_grid=(16, 16),
-)
+# The registry's "test_tiny": a ResNet with P2..P5 (strides 4..32) and ~50k weights, a 6-query head.
+TINY = OPENSEG_ARCHITECTURES["test_tiny"]
+TINY_ENCODER = {**TINY["image_encoder"]["config"], "image_shape": (None, None, 3)}
+TINY_HEAD = TINY["backbone"]
+EMBEDDING_DIM = TINY_HEAD["embedding_dim"]
+NUM_QUERIES = TINY_HEAD["num_queries"]
 # Maps 0..255 to -1..1, as a pretrained encoder's converter would normalize.
-SCALE, OFFSET = 1 / 127.5, -1.0
+SCALE, OFFSET = TINY["image_normalization"]["scale"], TINY["image_normalization"]["offset"]
 
 
 def tiny_encoder():
@@ -43,11 +28,11 @@ def tiny_encoder():
 
 
 def tiny_backbone(**kwargs):
-    return OpenSegBackbone(tiny_encoder(), **{**TINY_HEAD, **kwargs})
+    return OpenSegBackbone.from_architecture("test_tiny", **kwargs)
 
 
 def tiny_preprocessor():
-    return OpenSegPreprocessor(OpenSegImageConverter(scale=SCALE, offset=OFFSET))
+    return OpenSegPreprocessor(OpenSegImageConverter.from_architecture("test_tiny"))
 
 
 def compile_for_tests(task):

@@ -67,8 +67,8 @@ def test_bad_arguments():
 def test_the_recipe_reports_divergence_and_keeps_the_checkpoint(tmp_path):
     import tensorflow as tf
 
-    from keras_openseg.distribution import Distribution
     from keras_openseg.training import TrainingConfig
+    from keras_openseg.training.distribution import Distribution
     from keras_openseg.training.recipe import _fit
 
     model = make_model()
