@@ -5,8 +5,9 @@ from keras import ops
 _LEFT_OUT = -1e9
 
 
-def _l2_normalize(x):
-    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+def l2_normalize(x, axis=-1, epsilon=1e-12):
+    """`x / |x|` along `axis` (the cosine similarities of eqs. 2-4 and 6), with |x|^2 floored at `epsilon`."""
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), epsilon))
 
 
 def _check_inputs(region_embeddings, word_embeddings, word_valid):
@@ -210,8 +211,8 @@ def grounding_loss(region_embeddings, word_embeddings, word_valid=None, temperat
     def grouped(x):
         return ops.reshape(x, (-1, group_size) + tuple(ops.shape(x)[1:]))
 
-    regions = grouped(_l2_normalize(region_embeddings))  # [G, g, N, D]
-    words = grouped(_l2_normalize(word_embeddings))  # [G, g, K, D]
+    regions = grouped(l2_normalize(region_embeddings))  # [G, g, N, D]
+    words = grouped(l2_normalize(word_embeddings))  # [G, g, K, D]
     word_valid = grouped(word_valid)  # [G, g, K]
 
     logits = grounding_scores(regions, words, word_valid, temperature) / temperature  # [G, a, c]

@@ -3,11 +3,9 @@
 import numpy as np
 from keras import ops
 
+from keras_openseg.losses.grounding_loss import l2_normalize
+
 ENSEMBLES = ("max", "mean")
-
-
-def _l2_normalize(x, axis=-1, epsilon=1e-12):
-    return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), epsilon))
 
 
 def _concrete(x):
@@ -59,8 +57,8 @@ def category_embeddings(text_embeddings, name_valid=None):
     """
     text_embeddings, name_valid = _standardize_text_embeddings(text_embeddings, name_valid)
     weights = ops.cast(name_valid, "float32")[:, :, None]
-    mean = ops.sum(_l2_normalize(text_embeddings) * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
-    return _l2_normalize(mean)
+    mean = ops.sum(l2_normalize(text_embeddings) * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+    return l2_normalize(mean)
 
 
 def segmentation_logits(masks, region_embeddings, text_embeddings, name_valid=None, ensemble="max"):
@@ -105,18 +103,27 @@ def segmentation_logits(masks, region_embeddings, text_embeddings, name_valid=No
             f"`text_embeddings` have size {text_embeddings.shape[-1]} but `region_embeddings` have "
             f"{region_embeddings.shape[-1]}: the text encoder and the backbone's `embedding_dim` must agree."
         )
-    regions = _l2_normalize(region_embeddings)
+    regions = l2_normalize(region_embeddings)
+
+    def logits_of(categories):  # [C, E] unit vectors -> [B, C, H, W]
+        return ops.einsum("bnc,bnhw->bchw", ops.einsum("bne,ce->bnc", regions, categories), masks)
+
+    return _merge_names(logits_of, text_embeddings, name_valid, ensemble)
+
+
+def _merge_names(logits_of, text_embeddings, name_valid, ensemble):
+    """The logits of categories given as several names: `logits_of` of their mean embedding (`"mean"`), or
+    the max over each category's valid names of `logits_of` their embeddings (`"max"`).
+
+    `logits_of` maps `[C, E]` unit embeddings to `[B, C, H, W]` logits. "max" computes one map per name slot
+    and keeps the running max over the valid ones, so memory stays at one name's worth of logits whatever S is.
+    """
     if ensemble == "mean":
-        scores = ops.einsum("bne,ce->bnc", regions, category_embeddings(text_embeddings, name_valid))
-        return ops.einsum("bnc,bnhw->bchw", scores, masks)
-    # "max": one [B, C, H, W] map per name slot, keeping the running max over the valid ones, so memory stays
-    # at one name's worth of logits whatever S is.
-    names = _l2_normalize(text_embeddings)
+        return logits_of(category_embeddings(text_embeddings, name_valid))
+    names = l2_normalize(text_embeddings)
     logits = None
     for slot in range(text_embeddings.shape[1]):
-        scores = ops.einsum("bne,ce->bnc", regions, names[:, slot])
-        slot_logits = ops.einsum("bnc,bnhw->bchw", scores, masks)
-        slot_logits = ops.where(name_valid[None, :, slot, None, None], slot_logits, -np.inf)
+        slot_logits = ops.where(name_valid[None, :, slot, None, None], logits_of(names[:, slot]), -np.inf)
         logits = slot_logits if logits is None else ops.maximum(logits, slot_logits)
     return logits
 
@@ -136,7 +143,7 @@ def region_pooled_pixel_features(masks, region_embeddings, epsilon=1e-6):
         `[B, H, W, E]` float32.
     """
     masks = ops.cast(masks, "float32")
-    regions = _l2_normalize(ops.cast(region_embeddings, "float32"))
+    regions = l2_normalize(ops.cast(region_embeddings, "float32"))
     pooled = ops.einsum("bnhw,bne->bhwe", masks, regions)
     return pooled / ops.maximum(ops.sum(masks, axis=1), epsilon)[..., None]
 
@@ -163,13 +170,7 @@ def pixel_logits(pixel_embeddings, text_embeddings, name_valid=None, ensemble="m
     if len(pixels.shape) != 4:
         raise ValueError(f"`pixel_embeddings` must be [B, H, W, E]. Received shape {tuple(pixels.shape)}.")
     text_embeddings, name_valid = _standardize_text_embeddings(text_embeddings, name_valid)
-    pixels = _l2_normalize(pixels)
-    if ensemble == "mean":
-        return ops.einsum("bhwe,ce->bchw", pixels, category_embeddings(text_embeddings, name_valid))
-    names = _l2_normalize(text_embeddings)
-    logits = None
-    for slot in range(text_embeddings.shape[1]):
-        slot_logits = ops.einsum("bhwe,ce->bchw", pixels, names[:, slot])
-        slot_logits = ops.where(name_valid[None, :, slot, None, None], slot_logits, -np.inf)
-        logits = slot_logits if logits is None else ops.maximum(logits, slot_logits)
-    return logits
+    pixels = l2_normalize(pixels)
+    return _merge_names(
+        lambda categories: ops.einsum("bhwe,ce->bchw", pixels, categories), text_embeddings, name_valid, ensemble
+    )
