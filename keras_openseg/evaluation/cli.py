@@ -105,7 +105,7 @@ def _json_safe(value):
 
 
 def run(args):
-    from keras_openseg.evaluation.background_rule import PASCAL_CONTEXT_59_CLASS_NAMES
+    from keras_openseg.evaluation.background_rule import dataset_background_options
     from keras_openseg.evaluation.evaluator import evaluate
 
     if args.batch_size < 1:
@@ -122,11 +122,9 @@ def run(args):
         )
     benchmark = benchmark_name(args.dataset)
     synonyms = SYNONYM_VOCABULARY.get(benchmark, True) if args.synonyms else None
-    background = {}
-    if benchmark == "PAS-20":  # paper sec. 4.1: background = the PC-59 classes outside VOC
-        background["background_class_names"] = list(PASCAL_CONTEXT_59_CLASS_NAMES)
-        if "background" in class_names:
-            background["background_label"] = class_names.index("background")
+    # PAS-20b (pascal_voc/20b): background = the PC-59 classes outside VOC (paper sec. 4.1), named by the
+    # builder's metadata; PAS-20 (pascal_voc/20) scores no background, as the field does.
+    background = dataset_background_options(metadata)
 
     model = _load_model(args.preset) if args.preset else _load_saved_model(args.saved_model, args.text_encoder)
     results = evaluate(

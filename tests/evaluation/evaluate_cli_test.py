@@ -64,7 +64,7 @@ def test_run_writes_json_and_prints_paper_tables(monkeypatch, tmp_path, capsys):
     assert "Grounding mIoU (%)" in printed and "Proposal recall (%)" in printed and "| dog" in printed
 
 
-def test_pascal_voc_uses_the_background_rule(monkeypatch):
+def _evaluate_voc(monkeypatch, dataset_name, metadata):
     captured = {}
 
     def fake_evaluate(model, dataset, class_names, **kwargs):
@@ -72,14 +72,31 @@ def test_pascal_voc_uses_the_background_rule(monkeypatch):
         return {"miou": 0.5, "grounding_miou": 0.6}
 
     monkeypatch.setattr(cli, "_load_model", lambda preset: FakeModel())
-    monkeypatch.setattr(
-        cli,
-        "_load_dataset",
-        lambda name, split, data_dir: (None, "validation", {"class_names": ["background", "cat"], "ignore_label": 255}),
-    )
+    monkeypatch.setattr(cli, "_load_dataset", lambda name, split, data_dir: (None, "validation", metadata))
     monkeypatch.setattr("keras_openseg.evaluation.evaluator.evaluate", fake_evaluate)
-    args = _parse(["--preset", "p", "--dataset", "pascal_voc/20", "--synonyms", "--no-proposals", "--no-progress"])
+    args = _parse(["--preset", "p", "--dataset", dataset_name, "--synonyms", "--no-proposals", "--no-progress"])
     assert cli.run(args) == 0
-    assert captured["background_label"] == 0 and len(captured["background_class_names"]) == 59
+    return captured
+
+
+def test_pas20_scores_no_background(monkeypatch):
+    captured = _evaluate_voc(monkeypatch, "pascal_voc/20", {"class_names": ["aeroplane", "cat"], "ignore_label": 255})
+    assert "background_label" not in captured and "background_class_names" not in captured
+    assert captured["synonyms"] == "voc20"
+
+
+def test_pas20b_uses_the_background_rule(monkeypatch):
+    from keras_openseg.evaluation.background_rule import PASCAL_CONTEXT_59_CLASS_NAMES
+    from keras_openseg.evaluation.background_rule import VOC_CLASS_NAMES
+
+    outside_voc = [name for name in PASCAL_CONTEXT_59_CLASS_NAMES if name not in VOC_CLASS_NAMES]
+    metadata = {
+        "class_names": ["background", "cat"],
+        "ignore_label": 255,
+        "background_label": 0,
+        "background_class_names": outside_voc,
+    }
+    captured = _evaluate_voc(monkeypatch, "pascal_voc/20b", metadata)
+    assert captured["background_label"] == 0 and captured["background_class_names"] == outside_voc
     assert captured["synonyms"] == "voc20" and captured["use_proposals"] is False
     assert captured["image_size"] is None and captured["ignore_label"] == 255
