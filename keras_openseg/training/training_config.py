@@ -55,10 +55,10 @@ class TrainingConfig:
         log_every: int. Steps between TensorBoard scalars. Defaults to `50`.
         teacher: bool. Train an `OpenSegTeacher` (mask loss L_S only, on segmentation data). Defaults to
             `False`.
-        architecture: str. Where the model starts: "tiny" or "small" (random, no download, for tests and
-            demos), a named architecture (`OpenSegModel.presets`), or a saved preset directory / handle.
-            Defaults to `"tiny"`.
-        embedding_dim: int or None. Region-embedding size E of a new "tiny" / "small" model; None takes the
+        architecture: str. Where the model starts: a named architecture (`OpenSegModel.architectures`:
+            "tiny", "small", "demo", ... are random-init and need no download; the paper-scale ones fetch
+            their encoders), or a saved preset directory / handle. Defaults to `"tiny"`.
+        embedding_dim: int or None. Region-embedding size E of a new small model ("tiny", "small", ...); None takes the
             word table's (the text encoder's size). A teacher has no word table and uses 384 (the size of
             all-MiniLM-L6-v2, the default text encoder) unless this is set, so that a student can start from
             it. Defaults to `None`.
