@@ -91,19 +91,13 @@ class OpenSegTeacher(OpenSegTask):
     Example:
 
     ```python
-    encoder = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[8], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 8, 8, 8],
-        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block_vd",
-    )
-    backbone = OpenSegBackbone(encoder, num_queries=8, hidden_dim=16, embedding_dim=8, decoder_heads=2)
-    preprocessor = OpenSegPreprocessor(OpenSegImageConverter(scale=1 / 127.5, offset=-1.0))
-    teacher = OpenSegTeacher(backbone, preprocessor)
+    teacher = OpenSegTeacher.from_architecture("test_tiny")  # a random-init ResNet, 8-d embeddings
     images = np.random.randint(0, 256, (2, 64, 64, 3)).astype("uint8")
     masks = np.zeros((2, 1, 64, 64), "float32")
     masks[:, 0, 16:48, 16:48] = 1.0
     teacher.fit(images, {"masks": masks, "mask_valid": np.ones((2, 1), bool)}, epochs=1)
     y = teacher.pseudo_label(images, max_masks=4)  # masks [2, 4, 64, 64], mask_valid [2, 4], scores [2, 4]
-    student = OpenSegModel(teacher.backbone, preprocessor)
+    student = OpenSegModel(teacher.backbone, teacher.preprocessor)
     words = {"word_embeddings": np.random.normal(size=(2, 3, 8)), "word_valid": np.ones((2, 3), bool)}
     student.fit({"images": images, **words}, {"masks": y["masks"], "mask_valid": y["mask_valid"]}, epochs=1)
     ```
