@@ -45,7 +45,7 @@ __getattr__, __dir__ = lazy_attributes(
         "OpenSegTeacher": "keras_openseg.models",
         "TextEmbedder": "keras_openseg.models",
         "WordEmbeddingTable": "keras_openseg.text",
-        "segmentation_logits": "keras_openseg.models.segmentation_logits",
+        "segmentation_logits": "keras_openseg.models.open_vocabulary_logits",
         "visualize": "keras_openseg.visualization",
     },
     submodules=(

@@ -52,10 +52,10 @@ from keras import ops
 
 from keras_openseg.export.openseg_inference import image_normalizer
 from keras_openseg.layers.resizing import resize
-from keras_openseg.models.segmentation_logits import category_embeddings
-from keras_openseg.models.segmentation_logits import pixel_logits
-from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
-from keras_openseg.models.segmentation_logits import segmentation_logits
+from keras_openseg.models.open_vocabulary_logits import category_embeddings
+from keras_openseg.models.open_vocabulary_logits import pixel_logits
+from keras_openseg.models.open_vocabulary_logits import region_pooled_pixel_features
+from keras_openseg.models.open_vocabulary_logits import segmentation_logits
 
 SIGNATURE_KEY = "serving_default"
 INPUT_NAMES = ("inp_image_bytes", "inp_text_emb")

@@ -14,8 +14,8 @@ from keras import ops
 from keras_openseg.export.formats import FORMATS
 from keras_openseg.export.formats import IMAGE_DTYPES
 from keras_openseg.layers.resizing import resize
-from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
-from keras_openseg.models.segmentation_logits import segmentation_logits
+from keras_openseg.models.open_vocabulary_logits import region_pooled_pixel_features
+from keras_openseg.models.open_vocabulary_logits import segmentation_logits
 
 STRIDE = 32  # the backbone needs sides that are multiples of P5's stride
 MASK_STRIDE = 4  # masks and pixel embeddings live on the P2 grid

@@ -2,6 +2,9 @@
 
 from keras_openseg.models.mask_nms import mask_iou
 from keras_openseg.models.mask_nms import mask_nms
+from keras_openseg.models.open_vocabulary_logits import pixel_logits
+from keras_openseg.models.open_vocabulary_logits import region_pooled_pixel_features
+from keras_openseg.models.open_vocabulary_logits import segmentation_logits
 from keras_openseg.models.openseg_backbone import OpenSegBackbone
 from keras_openseg.models.openseg_image_converter import OpenSegImageConverter
 from keras_openseg.models.openseg_model import OpenSegModel
@@ -11,9 +14,6 @@ from keras_openseg.models.openseg_task import cosine_schedule
 from keras_openseg.models.openseg_task import training_optimizer
 from keras_openseg.models.openseg_teacher import OpenSegTeacher
 from keras_openseg.models.per_pixel_grounding_model import PerPixelGroundingModel
-from keras_openseg.models.segmentation_logits import pixel_logits
-from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
-from keras_openseg.models.segmentation_logits import segmentation_logits
 from keras_openseg.models.text_embedder import TextEmbedder
 from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 

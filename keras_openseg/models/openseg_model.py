@@ -14,13 +14,13 @@ from keras_openseg.losses import best_match_dice_loss
 from keras_openseg.losses import distributed_grounding_loss
 from keras_openseg.losses import scale_loss_for_replicas
 from keras_openseg.losses.dice_loss import MATCHINGS
+from keras_openseg.models.open_vocabulary_logits import ENSEMBLES
+from keras_openseg.models.open_vocabulary_logits import pixel_logits
+from keras_openseg.models.open_vocabulary_logits import region_pooled_pixel_features
+from keras_openseg.models.open_vocabulary_logits import segmentation_logits
 from keras_openseg.models.openseg_task import OpenSegTask
 from keras_openseg.models.openseg_task import check_labels
 from keras_openseg.models.preset_loading import architecture_entry
-from keras_openseg.models.segmentation_logits import ENSEMBLES
-from keras_openseg.models.segmentation_logits import pixel_logits
-from keras_openseg.models.segmentation_logits import region_pooled_pixel_features
-from keras_openseg.models.segmentation_logits import segmentation_logits
 from keras_openseg.models.text_embedder import TextEmbedder
 
 # The text embedder is saved as its own keras_hub preset in this sub-folder of the model's preset, with a
