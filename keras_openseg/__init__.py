@@ -10,7 +10,8 @@ Where things live:
     datasets/    tfds builders (imported on use: `import keras_openseg.datasets`)
     evaluation/  MeanIoU, GroundingMeanIoU, ProposalRecall, evaluate()
     training/    TrainingConfig, train(): the paper's recipe with model.fit
-    distribution.py, export.py, visualization.py, demo.py, segment_cli.py, cli.py
+    export/      SavedModel / ONNX / LiteRT / torch export; google_release.py: Google's release signature
+    distribution.py, visualization.py, demo.py, segment_cli.py, cli.py
 
 The public names are imported on first use (PEP 562, `lazy_imports.py`), not by `import keras_openseg`: Keras,
 and with it TensorFlow, JAX or PyTorch, loads when a model, layer or loss is first touched, so

@@ -22,7 +22,7 @@ COMMANDS = {
     "pseudo-label": ("keras_openseg.training.pseudo_label", "write teacher masks for caption-only data"),
     "evaluate": ("keras_openseg.evaluation.cli", "mIoU / Grounding mIoU / proposal recall on a dataset"),
     "segment": ("keras_openseg.segment_cli", "segment images with free-text queries, write overlays"),
-    "export": ("keras_openseg.export", "export a preset as SavedModel / ONNX / LiteRT"),
+    "export": ("keras_openseg.export", "export a preset (SavedModel, ONNX, LiteRT, torch, Google release signature)"),
     "build-dataset": ("keras_openseg.datasets.build", "prepare a tfds dataset from a manual download"),
 }
 # What bad input raises; anything else is a bug and keeps its traceback.
