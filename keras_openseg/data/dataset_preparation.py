@@ -47,7 +47,7 @@ def download_and_prepare(builder, **kwargs):
     Returns:
         `builder`.
     """
-    if builder.is_prepared():
+    if (builder.data_path / "dataset_info.json").exists():  # `is_prepared()` logs a warning when it is not
         return builder
     name = f"{builder.name}/{builder.builder_config.name}" if builder.builder_config else builder.name
     print(f"    preparing {name} in {builder.data_dir} ...", flush=True)
