@@ -2,13 +2,23 @@
 
 For each image `photo.jpg` the command writes `photo_overlay.png` (`keras_openseg.visualize`: the label map over
 the image, with a legend) and `photo_labels.png` (the label map, one gray level per query index) to `--output`.
-`--top-proposals K` also outlines the K most confident mask proposals in white.
+`--top-proposals K` also outlines the K most confident mask proposals in white. `segment.json` records the
+queries (label value i = query i) and the prompt templates used.
+
+The queries are embedded as `keras-openseg evaluate` embeds class names (`--prompts none|single|default|FILE`,
+resolved by `keras_openseg.text.prompts.resolve_prompts`, default none: bare names, as the training words were
+embedded) and passed to `OpenSegModel.segment(text_embeddings=...)`.
 
 Keras (and with it TensorFlow, JAX or PyTorch) is imported in `run`, so `keras-openseg segment --help` is fast.
 """
 
+import json
 import os
 import pathlib
+
+from keras_openseg.text.prompts import DEFAULT_PROMPTS
+from keras_openseg.text.prompts import PROMPTS_HELP
+from keras_openseg.text.prompts import prompts_argument
 
 
 def parse_queries(text):
@@ -35,6 +45,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--queries", required=True, help='categories separated by ";", synonyms by ",": "cat; person, man; grass"'
     )
+    parser.add_argument("--prompts", type=prompts_argument, default=DEFAULT_PROMPTS, help=PROMPTS_HELP)
     parser.add_argument("--output", default="segment_output", help="folder for overlays and label maps")
     parser.add_argument("--top-proposals", type=int, default=0, help="outline the K most confident proposals")
     parser.add_argument("--no-proposals", action="store_true", help="per-pixel embeddings instead of proposals")
@@ -46,10 +57,13 @@ def run(args):
     import numpy as np
     from PIL import Image
 
+    from keras_openseg.evaluation.queries import embed_class_queries
     from keras_openseg.models import OpenSegModel
+    from keras_openseg.text.prompts import resolve_prompts
     from keras_openseg.visualization import visualize
 
     queries = parse_queries(args.queries)
+    templates, prompt_record = resolve_prompts(args.prompts)
     if args.top_proposals < 0:
         raise ValueError(f"--top-proposals must be >= 0. Received: {args.top_proposals}")
     if args.top_proposals and args.no_proposals:
@@ -60,12 +74,19 @@ def run(args):
     # Every image is decoded before the model loads, so an unreadable one stops the command at once.
     images = [np.asarray(Image.open(path).convert("RGB")) for path in args.images]
     model = OpenSegModel.from_preset(args.preset)
+    if model.text_embedder is None:
+        raise ValueError(f"the preset {args.preset} has no text embedder: it cannot embed --queries.")
+    names = [[query] if isinstance(query, str) else query for query in queries]
+    text_embeddings, name_valid = embed_class_queries(model.text_embedder, names, templates=templates)
     output = pathlib.Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
+    with open(output / "segment.json", "w", encoding="utf-8") as f:
+        json.dump({"preset": args.preset, "queries": names, **prompt_record}, f, indent=1)
     for path, image in zip(args.images, images):
         result = model.segment(
             [image],
-            queries=queries,
+            text_embeddings=text_embeddings,
+            name_valid=name_valid,
             use_proposals=not args.no_proposals,
             return_logits=False,
             return_mask_logits=args.top_proposals > 0,

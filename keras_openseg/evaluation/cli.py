@@ -14,6 +14,9 @@ from keras_openseg.evaluation.tables import benchmark_name
 from keras_openseg.evaluation.tables import format_miou_table
 from keras_openseg.evaluation.tables import format_per_class_table
 from keras_openseg.evaluation.tables import format_recall_table
+from keras_openseg.text.prompts import DEFAULT_PROMPTS
+from keras_openseg.text.prompts import PROMPTS_HELP
+from keras_openseg.text.prompts import prompts_argument
 
 
 def add_arguments(parser):
@@ -32,9 +35,7 @@ def add_arguments(parser):
     )
     parser.add_argument("--dataset", required=True, help="tfds NAME/CONFIG, e.g. ade20k/150, pascal_voc/20")
     parser.add_argument("--split", default=None, help="tfds split (default: validation, else test)")
-    parser.add_argument(
-        "--prompts", choices=("default", "single"), default="default", help="prompt template set (default: default)"
-    )
+    parser.add_argument("--prompts", type=prompts_argument, default=DEFAULT_PROMPTS, help=PROMPTS_HELP)
     parser.add_argument(
         "--synonyms", action="store_true", help="query each class by several names (package synonym lists)"
     )
@@ -145,7 +146,8 @@ def run(args):
     )
     if args.saved_model:
         results["saved_model"] = args.saved_model
-    results.update(preset=args.preset, dataset=args.dataset, split=split, prompts=args.prompts, synonyms=args.synonyms)
+    # `prompts` / `prompt_templates` come from evaluate(): what was used, the templates themselves for a file.
+    results.update(preset=args.preset, dataset=args.dataset, split=split, synonyms=args.synonyms)
 
     row = f"{args.preset or args.saved_model} ({split})"
     if "miou" in results:

@@ -7,14 +7,14 @@ import numpy as np
 import tensorflow as tf  # the tf.data input pipeline (decode, resize, pad, batch) only
 
 from keras_openseg.evaluation.background_rule import normalize_class_name
-from keras_openseg.evaluation.queries import class_queries
-from keras_openseg.evaluation.queries import embed_class_queries
-from keras_openseg.evaluation.queries import resolve_prompt_templates
 from keras_openseg.evaluation.grounding_mean_iou import GroundingMeanIoU
 from keras_openseg.evaluation.mean_iou import NO_CLASS
 from keras_openseg.evaluation.mean_iou import MeanIoU
 from keras_openseg.evaluation.mean_iou import to_numpy
 from keras_openseg.evaluation.proposal_recall import ProposalRecall
+from keras_openseg.evaluation.queries import class_queries
+from keras_openseg.evaluation.queries import embed_class_queries
+from keras_openseg.text.prompts import resolve_prompts
 
 RECALL_THRESHOLDS = (0.5, 0.7, 0.9)
 
@@ -60,8 +60,11 @@ def evaluate(
         dataset: `tf.data.Dataset` of unbatched tfds examples with `image` and `semantic` `[H, W, 1]` (semantic
             datasets) and/or `panoptic_image` + `segments` (openseg_shapes, coco_panoptic_captions).
         class_names: list of str. Names of the label values of `semantic`, in order.
-        prompts: None, str or list of str. Prompt templates (`keras_openseg.text.prompts`): None queries the
-            bare names; "default" / "single" name the package's template sets. Defaults to None.
+        prompts: None, str or list of str. Prompt templates (`keras_openseg.text.prompts.resolve_prompts`, the
+            resolver `keras-openseg evaluate` and `segment --prompts` use too): None or "none" queries the bare
+            names, as the training caption words were embedded; "default" / "single" name the package's
+            template sets; any other str is a text file of templates. The results record what was used
+            (`prompts`, `prompt_templates`). Defaults to None.
         synonyms: None, bool, str or dict. Synonym ensembles (`class_queries`); a class scores the max over its
             names. Defaults to None (one name per class).
         use_proposals: bool. False evaluates the per-pixel ablation of `segment`. Defaults to True.
@@ -86,7 +89,8 @@ def evaluate(
     Returns:
         dict: `miou`, `grounding_miou`, `pixel_accuracy`, `per_class_iou` and `per_class_grounding_iou`
         (`{name: IoU or None}`) when the data has `semantic`; `recall@0.5`, `recall@0.7`, `recall@0.9`,
-        `num_segments`, `num_proposals` when recall was computed; `num_examples`, `num_classes`, `num_names`.
+        `num_segments`, `num_proposals` when recall was computed; `num_examples`, `num_classes`, `num_names`,
+        `prompts` and `prompt_templates` (the templates used, or None for bare names).
         Means are NaN when no class has an IoU.
 
     Example:
@@ -119,6 +123,10 @@ def evaluate(
         raise ValueError(f"`dataset` must yield tfds example dicts with an 'image' feature, got {spec!r}.")
     if len(spec["image"].shape) != 3:
         raise ValueError(f"`dataset` must be unbatched ('image' of rank 3), got 'image' shape {spec['image'].shape}.")
+    try:
+        templates, prompt_record = resolve_prompts(prompts)
+    except ValueError as error:
+        raise ValueError(f"`prompts`: {error}") from None
     has_semantic = "semantic" in spec
     has_panoptic = proposal_recall and "panoptic_image" in spec and "segments" in spec
     if not has_semantic and not has_panoptic:
@@ -133,9 +141,7 @@ def evaluate(
     background = NO_CLASS if background_label is None else int(background_label)
     query_labels = np.array(class_labels + [background] * len(extra_names), np.int64)
     queries = class_queries(query_names + list(extra_names), synonyms)
-    text_embeddings, name_valid = embed_class_queries(
-        model.text_embedder, queries, templates=resolve_prompt_templates(prompts)
-    )
+    text_embeddings, name_valid = embed_class_queries(model.text_embedder, queries, templates=templates)
 
     # The means leave out an unnamed background class (PAS-20 is the mean over the 20 VOC classes).
     mean_classes = [c for c in range(num_classes) if c != background_label]
@@ -188,6 +194,7 @@ def evaluate(
         progbar.update(num_examples, finalize=True)
 
     results = {"num_examples": num_examples, "num_classes": num_classes, "num_names": int(name_valid.sum())}
+    results.update(prompt_record)
     if has_semantic:
         results.update(
             miou=miou.result(mean_classes),

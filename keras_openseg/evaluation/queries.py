@@ -91,13 +91,16 @@ def class_queries(class_names, synonyms=None, split_names=True):
 def resolve_prompt_templates(prompts):
     """`prompts` -> tuple of templates holding "{}" for the name, or None (bare names).
 
+    The templates of `keras_openseg.text.prompts.resolve_prompts`, the one resolver of the option.
+
     Args:
-        prompts: None, "default" or "single" (the sets of `keras_openseg.text.prompts`), or a list of templates.
+        prompts: None / "none" (bare names), "default" or "single" (the sets of `keras_openseg.text.prompts`),
+            the path of a text file of templates, or a list of templates.
     """
-    from keras_openseg.text import prompts as prompt_sets
+    from keras_openseg.text.prompts import resolve_prompts
 
     try:
-        return prompt_sets.get_templates(prompts)
+        return resolve_prompts(prompts)[0]
     except ValueError as error:
         raise ValueError(f"`prompts`: {error}") from None
 

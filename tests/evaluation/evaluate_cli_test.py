@@ -21,7 +21,7 @@ def _parse(argv):
 def test_defaults_and_options():
     args = _parse(["--preset", "p", "--dataset", "ade20k/150"])
     assert (args.split, args.prompts, args.synonyms, args.no_proposals, args.max_examples) == (
-        None, "default", False, False, None,
+        None, "none", False, False, None,
     )  # fmt: skip
     assert (args.batch_size, args.image_size, args.data_dir, args.json) == (4, 0, None, None)
     args = _parse(
