@@ -106,7 +106,7 @@ TARGETS = (
     ("OpenSeg - per-pixel baseline (mIoU)", "miou_gain", 0.0),
 )
 
-SEED = 0
+DEFAULT_SEED = 0
 
 
 def add_arguments(parser):
@@ -115,30 +115,51 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="tiny data and a few steps: a smoke test (< 2 minutes)")
     parser.add_argument("--data-dir", default=None, help="tfds data directory (default: tfds's own)")
     parser.add_argument("--no-baseline", action="store_true", help="skip training the per-pixel baseline")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="seeds weights, input pipeline and word dropping (default: 0)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run the demo K times with seeds seed, seed+1, ... (into OUTPUT/seed-N) and print every metric's "
+        "mean and standard deviation over the runs (default: 1)",
+    )
     return parser
 
 
 def run(args):
     """Runs the demo; returns the exit status (0 also when a target is missed: the table says which)."""
     settings = SETTINGS["quick" if args.quick else "full"]
-    demo = _Demo(settings, args.output, data_dir=args.data_dir, baseline=not args.no_baseline)
-    try:
-        summary = demo.run()
-    except (OSError, ValueError) as error:
-        print(f"keras-openseg demo: {error}", file=sys.stderr)
-        return 2
-    print(format_summary(summary))
+    if args.repeats < 1:
+        raise ValueError(f"`--repeats` must be at least 1. Received: {args.repeats}")
+    seeds = [args.seed + index for index in range(args.repeats)]
+    summaries = []
+    for seed in seeds:
+        output = args.output if args.repeats == 1 else os.path.join(args.output, f"seed-{seed}")
+        if args.repeats > 1:
+            print(f"\n##### demo run {len(summaries) + 1}/{len(seeds)}: seed {seed} -> {output}", flush=True)
+        demo = _Demo(settings, output, data_dir=args.data_dir, baseline=not args.no_baseline, seed=seed)
+        summaries.append(demo.run())
+        print(format_summary(summaries[-1]))
+    if args.repeats > 1:
+        statistics = summarize_repeats(summaries)
+        os.makedirs(args.output, exist_ok=True)
+        with open(os.path.join(args.output, "repeats.json"), "w", encoding="utf-8") as file:
+            json.dump(_jsonable(statistics), file, indent=2)
+        print(format_repeats(statistics))
     return 0
 
 
 class _Demo:
     """The stages of one demo run, sharing the dataset, the text encoder and the word table."""
 
-    def __init__(self, settings, output, data_dir=None, baseline=True):
+    def __init__(self, settings, output, data_dir=None, baseline=True, seed=DEFAULT_SEED):
         self.settings = settings
         self.output = os.path.abspath(output)
         self.data_dir = data_dir
         self.baseline = baseline
+        self.seed = seed
         self.start = time.time()
         self.stage = 0
         self.num_stages = 8 if baseline else 7
@@ -158,7 +179,7 @@ class _Demo:
         os.makedirs(self.output, exist_ok=True)
         for stale in ("runs", "pseudo_labels", "overlays", "preset"):  # the demo starts fresh every time
             shutil.rmtree(os.path.join(self.output, stale), ignore_errors=True)
-        keras.utils.set_random_seed(SEED)
+        keras.utils.set_random_seed(self.seed)
 
         self._begin(f"Dataset {settings.dataset} (generated, no download)")
         builder = self._prepare_dataset()
@@ -199,6 +220,7 @@ class _Demo:
             wall_seconds=round(time.time() - self.start, 1),
             stage_seconds=self.timings,
             backend=keras.backend.backend(),
+            seed=self.seed,
         )
         with open(os.path.join(self.output, "metrics.json"), "w", encoding="utf-8") as file:
             json.dump(_jsonable(summary), file, indent=2)
@@ -210,9 +232,9 @@ class _Demo:
         import tensorflow_datasets as tfds
 
         import keras_openseg.datasets  # noqa: F401  (registers openseg_shapes)
+        from keras_openseg.data.dataset_preparation import download_and_prepare
 
-        builder = tfds.builder(self.settings.dataset, data_dir=self.data_dir)
-        builder.download_and_prepare()
+        builder = download_and_prepare(tfds.builder(self.settings.dataset, data_dir=self.data_dir))
         splits = {name: split.num_examples for name, split in builder.info.splits.items()}
         print(f"    {splits} examples in {builder.data_dir}")
         return builder
@@ -254,7 +276,7 @@ class _Demo:
             max_words=settings.max_words,
             checkpoint_every=steps,  # one checkpoint, at the end: the demo is short
             log_every=max(steps // 20, 1),
-            seed=SEED,
+            seed=self.seed,
             output=os.path.join(self.output, "runs", name),
             **changes,
         )
@@ -486,6 +508,95 @@ def format_summary(summary):
     lines.append(f"overlays:  {summary['overlays']}")
     lines.append(f"metrics:   {os.path.join(summary['output'], 'metrics.json')}")
     lines.append(f"wall time: {_minutes(summary['wall_seconds'])} on the {summary['backend']} backend")
+    return "\n".join(lines)
+
+
+# The headline metrics whose spread over seeds `--repeats` reports (label, summary key).
+REPEAT_METRICS = (
+    ("mIoU", "miou"),
+    ("Grounding mIoU", "grounding_miou"),
+    ("proposal recall @ IoU 0.5", "recall@0.5"),
+    ("proposal recall @ IoU 0.7", "recall@0.7"),
+    ("proposal recall @ IoU 0.9", "recall@0.9"),
+    ("lowest class IoU", "min_class_iou"),
+    ("mIoU, never-seen synonyms", "unseen_synonyms_miou"),
+    ("unseen synonyms / names (mIoU)", "synonym_ratio"),
+    ("per-pixel read-out mIoU", "per_pixel_readout_miou"),
+    ("per-pixel baseline mIoU", "baseline_miou"),
+    ("per-pixel baseline Grounding mIoU", "baseline_grounding_miou"),
+    ("OpenSeg - per-pixel baseline (mIoU)", "miou_gain"),
+    ("wall time (s)", "wall_seconds"),
+)
+
+
+def summarize_repeats(summaries):
+    """Mean and sample standard deviation over demo runs of every headline metric and every class IoU.
+
+    Args:
+        summaries: list of the `_Demo.run` summaries, one per seed.
+
+    Returns:
+        dict with "seeds", "metrics" {key: {"label", "mean", "std", "values"}} and "per_class_iou"
+        {class: {"mean", "std", "values"}}; std is None for a single run, metrics missing from every run
+        (no baseline) are left out.
+
+    Example:
+
+    >>> stats = summarize_repeats([{"seed": 0, "miou": 0.4, "per_class_iou": {}},
+    ...                            {"seed": 1, "miou": 0.5, "per_class_iou": {}}])
+    >>> round(stats["metrics"]["miou"]["mean"], 3), round(stats["metrics"]["miou"]["std"], 3)
+    (0.45, 0.071)
+    """
+
+    def spread(values):
+        values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if not values:
+            return None
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        return {"mean": float(np.mean(values)), "std": std, "values": values}
+
+    metrics = {}
+    for label, key in REPEAT_METRICS:
+        stats = spread([summary.get(key) for summary in summaries])
+        if stats is not None:
+            metrics[key] = {"label": label, **stats}
+    classes = list(summaries[0].get("per_class_iou", {}))
+    per_class = {name: spread([summary["per_class_iou"].get(name) for summary in summaries]) for name in classes}
+    return {"seeds": [summary.get("seed") for summary in summaries], "metrics": metrics, "per_class_iou": per_class}
+
+
+def format_repeats(statistics):
+    """The `--repeats` report: mean +- std and the per-seed values of each metric, the targets, the claim."""
+    seeds = statistics["seeds"]
+    metrics = statistics["metrics"]
+    lines = ["", "=" * 78, f"keras-openseg demo: mean +- std over {len(seeds)} seeds {seeds}", "=" * 78]
+    thresholds = {key: threshold for _, key, threshold in TARGETS}
+    lines.append(f"{'metric':<38}{'mean':>8}{'std':>8}  {'target':<8} per seed")
+    for key, stats in metrics.items():
+        target = ""
+        if key in thresholds:
+            wanted = thresholds[key]
+            met = stats["mean"] > wanted if key == "miou_gain" else stats["mean"] >= wanted
+            target = f"{'ok' if met else 'MISS'}"
+        values = " ".join(f"{value:.3f}" for value in stats["values"])
+        lines.append(f"{stats['label']:<38}{stats['mean']:>8.3f}{_number(stats['std']):>8}  {target:<8} {values}")
+    lines.append("")
+    lines.append("IoU per class, mean +- std:")
+    per_class = [
+        f"{name} {stats['mean']:.3f}+-{_number(stats['std'])}"
+        for name, stats in statistics["per_class_iou"].items()
+        if stats is not None
+    ]
+    for start in range(0, len(per_class), 4):
+        lines.append("  " + "   ".join(per_class[start : start + 4]))
+    gain = metrics.get("miou_gain")
+    if gain is not None and gain["std"] is not None:
+        lines.append("")
+        if gain["mean"] > 0 and gain["mean"] > gain["std"] and min(gain["values"]) > 0:
+            verdict = "above the per-pixel baseline in every run, by more than the seeds' spread"
+        else:
+            verdict = "NOT shown: the gain is within the seeds' spread or not positive in every run"
+        lines.append(f"OpenSeg - per-pixel baseline: {gain['mean']:+.3f} +- {gain['std']:.3f} ({verdict})")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from keras_openseg.data.dataset_preparation import download_and_prepare
 from keras_openseg.text.caption_words import caption_words_for
 
 
@@ -101,7 +102,7 @@ class TrainingSource:
         """
         builder = tfds.builder(name, data_dir=data_dir)
         if download:
-            builder.download_and_prepare()
+            download_and_prepare(builder)
         features = builder.info.features
         caption_words = None
         if "captions" in features:

@@ -105,6 +105,9 @@ def train(config, model=None, text_embedder=None, extractor=None, table=None, ca
                         "the region embeddings must live in the text encoder's space."
                     )
             if model is None:
+                # Seeded again here: the initial weights (Keras initializers draw their seeds from Python's
+                # `random`) then depend on the seed alone, not on what preparing the data drew before.
+                keras.utils.set_random_seed(config.seed)
                 model = build_model(config, embedding_dim=embedding_dim, text_embedder=text_embedder)
             else:
                 check_given_model(model, config, distribution, embedding_dim)
@@ -336,8 +339,9 @@ def _tfds_source(name, config, extractor):
         return TrainingSource.from_tfds(
             name, config.split, _extractor(extractor), data_dir=config.data_dir, seed=config.seed
         )
-    builder = tfds.builder(name, data_dir=config.data_dir)
-    builder.download_and_prepare()
+    from keras_openseg.data.dataset_preparation import download_and_prepare
+
+    builder = download_and_prepare(tfds.builder(name, data_dir=config.data_dir))
     if "panoptic_image" not in builder.info.features:
         raise ValueError(f"{name} has no segmentation masks, so a teacher cannot learn from it (sec. 3.3).")
     dataset = builder.as_dataset(
