@@ -35,6 +35,7 @@ def evaluate(
     background_class_names=None,
     held_out_class_names=None,
     proposal_recall=True,
+    gt_masks=False,
     progress=True,
 ):
     """Evaluates an OpenSeg model on a semantic / panoptic split: mIoU, Grounding mIoU and proposal recall.
@@ -47,6 +48,11 @@ def evaluate(
 
     * `miou` (paper sec. 4.1): argmax over all queried classes, `MeanIoU` over the dataset.
     * `grounding_miou` (paper sec. 4.3): argmax over only the classes present in each image's ground truth.
+    * `gt_mask_miou` (paper table 4, the ground-truth-mask oracle), with `gt_masks=True`: each ground-truth
+      segment of the image is a mask s; its region embedding is the mask pooling of the model's pixel
+      embeddings F_z with it (`keras_openseg.layers.MaskPooling`), and eq. (6) (`segmentation_logits`) with
+      the ground-truth masks as s labels every pixel. The segments are the connected label values of
+      `semantic`, split by `panoptic_image` where the examples have it (one mask per instance).
     * `recall@t` (paper table 1), when the examples have panoptic segments (`panoptic_image` + `segments`):
       fraction of non-crowd segments matched by a proposal with IoU >= t. The proposal logits come from
       `segment(..., return_mask_logits=True)` when the model's `segment` takes that argument, otherwise from
@@ -84,6 +90,9 @@ def evaluate(
         held_out_class_names: list of str or None. Classes unseen in training (openseg_shapes metadata); adds
             `seen_miou` / `held_out_miou` and their grounding versions. Defaults to None.
         proposal_recall: bool. Computes proposal recall when the data and the model allow. Defaults to True.
+        gt_masks: bool. Also scores the ground-truth-mask oracle (`gt_mask_miou`, paper table 4); needs
+            `semantic` labels and a model with a `backbone` whose outputs hold `pixel_embeddings` (one more
+            backbone pass per batch). Defaults to False.
         progress: bool. Shows a `keras.utils.Progbar`. Defaults to True.
 
     Returns:
@@ -91,7 +100,8 @@ def evaluate(
         (`{name: IoU or None}`) when the data has `semantic`; `recall@0.5`, `recall@0.7`, `recall@0.9`,
         `num_segments`, `num_proposals` when recall was computed; `num_examples`, `num_classes`, `num_names`,
         `prompts` and `prompt_templates` (the templates used, or None for bare names).
-        Means are NaN when no class has an IoU.
+        With `gt_masks`: `gt_mask_miou`, `gt_mask_pixel_accuracy`, `per_class_gt_mask_iou`, `num_gt_masks`
+        (and `seen_gt_mask_miou` / `held_out_gt_mask_miou`). Means are NaN when no class has an IoU.
 
     Example:
     ```python
@@ -131,6 +141,13 @@ def evaluate(
     has_panoptic = proposal_recall and "panoptic_image" in spec and "segments" in spec
     if not has_semantic and not has_panoptic:
         raise ValueError("`dataset` has neither 'semantic' labels nor 'panoptic_image' + 'segments': nothing to score.")
+    if gt_masks and not has_semantic:
+        raise ValueError(
+            "`gt_masks=True` scores the ground-truth segments by class: `dataset` needs 'semantic' labels."
+        )
+    if gt_masks and getattr(model, "backbone", None) is None:
+        raise ValueError("`gt_masks=True` pools the model's pixel embeddings: `model` needs a `backbone`.")
+    with_instances = gt_masks and "panoptic_image" in spec and "segments" in spec
 
     # One text query per class (except an unnamed background) and per background name; `query_labels` maps
     # each query to the label value it predicts.
@@ -148,13 +165,17 @@ def evaluate(
     miou = MeanIoU(num_classes, ignore_label, class_names)
     grounding_miou = GroundingMeanIoU(num_classes, ignore_label, class_names)
     recall = ProposalRecall(RECALL_THRESHOLDS)
+    gt_mask_miou = MeanIoU(num_classes, ignore_label, class_names)
+    num_gt_masks = 0
     num_proposals = None
 
     if max_examples is not None:
         dataset = dataset.take(int(max_examples))
     cardinality = int(dataset.cardinality())
     target = cardinality if cardinality >= 0 else None
-    batches = _input_pipeline(dataset, int(batch_size), image_size, ignore_label, has_semantic, has_panoptic)
+    batches = _input_pipeline(
+        dataset, int(batch_size), image_size, ignore_label, has_semantic, has_panoptic or with_instances
+    )
     progbar = keras.utils.Progbar(target, unit_name="image", stateful_metrics=["mIoU"]) if progress else None
     num_examples = 0
     for batch in batches.as_numpy_iterator():
@@ -165,6 +186,9 @@ def evaluate(
             mask_logits = outputs.get("mask_logits")
             if mask_logits is None:
                 mask_logits = _proposal_logits(model, images)
+        if gt_masks:
+            segments = [_gt_segments(batch, i, ignore_label, with_instances) for i in range(len(images))]
+            oracle_logits = gt_mask_logits(model, images, [m for m, _ in segments], text_embeddings, name_valid)
         for i, image in enumerate(images):
             label_size = tuple(int(s) for s in batch["label_shape"][i])
             if has_semantic:
@@ -182,11 +206,17 @@ def evaluate(
                     grounding_miou.update_state(
                         y_true[None], image_logits[allowed][None], query_labels=query_labels[allowed]
                     )
+            if gt_masks:
+                masks, covered = segments[i]
+                num_gt_masks += len(masks)
+                if len(masks):
+                    oracle = np.where(covered, query_labels[np.argmax(oracle_logits[i], axis=0)], NO_CLASS)
+                    gt_mask_miou.update_state(y_true, oracle)
             if has_panoptic:
-                gt_masks, ignore_mask = _panoptic_masks(batch, i, label_size)
+                segment_masks, ignore_mask = _panoptic_masks(batch, i, label_size)
                 image_masks = _resize(mask_logits[i], label_size)
                 num_proposals = image_masks.shape[0]
-                recall.update_state(gt_masks[None], image_masks[None], ignore_mask=ignore_mask[None])
+                recall.update_state(segment_masks[None], image_masks[None], ignore_mask=ignore_mask[None])
             num_examples += 1
         if progbar is not None:
             progbar.update(num_examples, values=[("mIoU", miou.result(mean_classes))] if has_semantic else None)
@@ -205,6 +235,13 @@ def evaluate(
         )
         if background_label is not None:
             results["miou_with_background"] = miou.result()
+        if gt_masks:
+            results.update(
+                gt_mask_miou=gt_mask_miou.result(mean_classes),
+                gt_mask_pixel_accuracy=gt_mask_miou.pixel_accuracy(),
+                per_class_gt_mask_iou=gt_mask_miou.per_class_iou_table(),
+                num_gt_masks=num_gt_masks,
+            )
         if held_out_class_names:
             held_out = {normalize_class_name(n) for n in held_out_class_names}
             unseen = [c for c in mean_classes if normalize_class_name(class_names[c]) in held_out]
@@ -215,6 +252,10 @@ def evaluate(
                 seen_grounding_miou=grounding_miou.result(seen),
                 held_out_grounding_miou=grounding_miou.result(unseen),
             )
+            if gt_masks:
+                results.update(
+                    seen_gt_mask_miou=gt_mask_miou.result(seen), held_out_gt_mask_miou=gt_mask_miou.result(unseen)
+                )
     if has_panoptic:
         results.update({f"recall@{t}": r for t, r in recall.result().items()})
         results.update(num_segments=recall.num_segments, num_proposals=num_proposals)
@@ -249,6 +290,67 @@ def _proposal_logits(model, images):
 
     canvas = ImageCanvas(images, getattr(getattr(model, "preprocessor", None), "image_converter", None))
     return canvas.restore(backbone.predict_on_batch(canvas.canvas)["mask_logits"])
+
+
+def _gt_segments(batch, i, ignore_label, with_instances):
+    """The ground-truth segments of example i: masks `[M, H, W]` bool (one per label value present, split by
+    panoptic instance when `with_instances`) and the pixels they cover `[H, W]` (all but ignored ones)."""
+    label_size = tuple(int(s) for s in batch["label_shape"][i])
+    semantic = batch["semantic"][i, : label_size[0], : label_size[1]]
+    covered = semantic >= 0 if ignore_label is None else (semantic != ignore_label) & (semantic >= 0)
+    keys = semantic.astype(np.int64)
+    if with_instances:
+        keys = keys * (1 << 24) + batch["panoptic_ids"][i, : label_size[0], : label_size[1]]
+    values = np.unique(keys[covered])
+    return (keys[None] == values[:, None, None]) & covered[None], covered
+
+
+def gt_mask_logits(model, images, masks, text_embeddings, name_valid=None):
+    """Eq. (6) with ground-truth masks as the proposals s (paper table 4's oracle readout).
+
+    The region embedding of mask n is the mask pooling of the model's pixel embeddings F_z with it,
+    z_n = sum_p s_n(p) F_z(p) (`MaskPooling`, the mask resized to F_z's grid with the exact box filter, zero
+    over the padding of the canvas), and logit_c(p) = sum_n s_n(p) <w_c, z^_n> (`segmentation_logits`).
+
+    Args:
+        model: an `OpenSegModel` (a `backbone` whose outputs hold `pixel_embeddings`, a `preprocessor`).
+        images: list of `[H, W, 3]` raw images.
+        masks: list of `[M_i, h_i, w_i]` masks (bool or weights), one per image, at any size of the same aspect
+            (e.g. the label map's); the logits come at that size.
+        text_embeddings: `[C, E]` or `[C, S, E]` text embeddings.
+        name_valid: `[C, S]` bool or None. Defaults to None.
+
+    Returns:
+        list of `[C, h_i, w_i]` float32 numpy logits (all zero where no mask covers a pixel).
+    """
+    from keras import ops
+
+    from keras_openseg.layers import MaskPooling
+    from keras_openseg.layers.resizing import resize
+    from keras_openseg.models import segmentation_logits
+    from keras_openseg.models.image_batching import ImageCanvas
+
+    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    canvas = ImageCanvas(images, converter)
+    pixel_embeddings = ops.cast(model.backbone.predict_on_batch(canvas.canvas)["pixel_embeddings"], "float32")
+    feature_size = tuple(int(s) for s in pixel_embeddings.shape[1:3])
+    pooling = MaskPooling()
+    logits = []
+    for index, (image_masks, fitted) in enumerate(zip(masks, canvas.fitted_sizes)):
+        image_masks = np.asarray(image_masks, "float32")
+        if not len(image_masks):
+            logits.append(np.zeros((len(text_embeddings),) + image_masks.shape[1:], "float32"))
+            continue
+        on_canvas = np.zeros((1, len(image_masks)) + tuple(canvas.canvas.shape[1:3]), "float32")
+        fitted_masks = image_masks[None]
+        if image_masks.shape[1:] != tuple(fitted):
+            fitted_masks = ops.convert_to_numpy(resize(fitted_masks, fitted, axes=(2, 3), interpolation="area"))
+        on_canvas[:, :, : fitted[0], : fitted[1]] = fitted_masks
+        on_grid = resize(ops.convert_to_tensor(on_canvas), feature_size, axes=(2, 3), interpolation="area")
+        region_embeddings = pooling(on_grid, pixel_embeddings[index : index + 1])
+        image_logits = segmentation_logits(image_masks[None], region_embeddings, text_embeddings, name_valid)
+        logits.append(np.asarray(ops.convert_to_numpy(image_logits))[0])
+    return logits
 
 
 def _resize(maps, size):

@@ -81,7 +81,9 @@ def format_miou_table(rows, metric="miou"):
     for name, results in cells.items():
         values = [results.get(c) for c in columns]
         body.append([name] + [_cell(v.get(metric) if isinstance(v, dict) else v) for v in values])
-    title = {"miou": "mIoU", "grounding_miou": "Grounding mIoU"}.get(metric, metric)
+    title = {"miou": "mIoU", "grounding_miou": "Grounding mIoU", "gt_mask_miou": "Ground-truth-mask mIoU"}.get(
+        metric, metric
+    )
     return f"{title} (%)\n" + _markdown(["Method"] + columns, body)
 
 
