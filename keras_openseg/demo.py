@@ -32,11 +32,9 @@ import shutil
 import sys
 import time
 
-import keras
 import numpy as np
 
-from keras_openseg.models import OpenSegModel
-from keras_openseg.models import PerPixelGroundingModel
+# Keras and the models are imported inside the stages: `keras-openseg demo --help` loads no backend.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +177,8 @@ class _Demo:
         os.makedirs(self.output, exist_ok=True)
         for stale in ("runs", "pseudo_labels", "overlays", "preset"):  # the demo starts fresh every time
             shutil.rmtree(os.path.join(self.output, stale), ignore_errors=True)
+        import keras
+
         keras.utils.set_random_seed(self.seed)
 
         self._begin(f"Dataset {settings.dataset} (generated, no download)")
@@ -291,7 +291,7 @@ class _Demo:
             "teacher", steps=self.settings.teacher_steps, teacher=True, architecture=self.settings.architecture
         )
         # Kept for the student and the baseline, which start from its weights.
-        self.teacher = train(config, model=teacher, verbose=1)
+        self.teacher = train(config, model=teacher, verbose=_fit_verbosity())
         return self.teacher
 
     def _pseudo_label(self, builder, teacher):
@@ -320,6 +320,8 @@ class _Demo:
         from keras_openseg.training import train
 
         name = "baseline" if per_pixel else "student"
+        from keras_openseg.models import OpenSegModel
+
         model = self._per_pixel_start() if per_pixel else self._start_from_teacher(OpenSegModel)
         config = self._config(
             name,
@@ -330,7 +332,7 @@ class _Demo:
         )
         # Training reads the word table only; the text encoder joins the model afterwards, for string queries
         # (checkpoints and run presets stay small).
-        model = train(config, model=model, extractor=extractor, table=table, verbose=1)
+        model = train(config, model=model, extractor=extractor, table=table, verbose=_fit_verbosity())
         model.text_embedder = text_embedder
         return model
 
@@ -348,6 +350,8 @@ class _Demo:
 
     def _per_pixel_start(self):
         """The baseline's starting model: the teacher's weights in a `PerPixelGroundingModel`."""
+        from keras_openseg.models import PerPixelGroundingModel
+
         return self._start_from_teacher(PerPixelGroundingModel)
 
     def _evaluate(self, builder, student, baseline):
@@ -598,6 +602,12 @@ def format_repeats(statistics):
             verdict = "NOT shown: the gain is within the seeds' spread or not positive in every run"
         lines.append(f"OpenSeg - per-pixel baseline: {gain['mean']:+.3f} +- {gain['std']:.3f} ({verdict})")
     return "\n".join(lines)
+
+
+def _fit_verbosity():
+    # A live progress bar on a terminal; in a log file (`make demo > log`, CI) one line per checkpoint interval,
+    # without the bar's colour and cursor codes.
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _number(value):

@@ -66,7 +66,7 @@ def gather_for_sync_loss(region_embeddings, word_embeddings, word_valid=None):
 
     >>> import numpy as np
     >>> regions, words, valid, offset = gather_for_sync_loss(np.ones((2, 4, 8)), np.ones((2, 3, 8)))
-    >>> regions.shape, offset
+    >>> tuple(regions.shape), int(offset)
     ((2, 4, 8), 0)
 
     Paper: App. F (sync grounding loss).
@@ -165,7 +165,7 @@ def distributed_grounding_loss(
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> loss = distributed_grounding_loss(rng.normal(size=(4, 3, 8)), rng.normal(size=(4, 2, 8)))
-    >>> loss.shape
+    >>> tuple(loss.shape)
     ()
 
     Paper: eqs. (2)-(4) and App. F.

@@ -40,7 +40,7 @@ def mask_nms(masks, scores, iou_threshold=0.5, score_threshold=0.0):
 
     >>> masks = np.zeros((1, 3, 4, 4), "float32")
     >>> masks[0, 0, :2] = masks[0, 1, :2] = masks[0, 2, 2:] = 1
-    >>> mask_nms(masks, np.array([[0.9, 0.8, 0.7]]))
+    >>> keras.ops.convert_to_numpy(mask_nms(masks, np.array([[0.9, 0.8, 0.7]])))
     array([[ True, False,  True]])
     """
     scores = ops.cast(scores, "float32")

@@ -86,7 +86,7 @@ def segmentation_logits(masks, region_embeddings, text_embeddings, name_valid=No
     >>> masks = np.random.uniform(size=(2, 4, 16, 16)).astype("float32")
     >>> regions = np.random.normal(size=(2, 4, 8)).astype("float32")
     >>> words = np.random.normal(size=(3, 2, 8)).astype("float32")
-    >>> segmentation_logits(masks, regions, words, np.array([[1, 1], [1, 0], [1, 0]], bool)).shape
+    >>> tuple(segmentation_logits(masks, regions, words, np.array([[1, 1], [1, 0], [1, 0]], bool)).shape)
     (2, 3, 16, 16)
     """
     if ensemble not in ENSEMBLES:

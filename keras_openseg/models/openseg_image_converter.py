@@ -29,7 +29,7 @@ class OpenSegImageConverter(ImageConverter):
     Example:
 
     >>> converter = OpenSegImageConverter(scale=1 / 255.0)
-    >>> converter(np.full((1, 64, 64, 3), 255, "uint8")).shape
+    >>> tuple(converter(np.full((1, 64, 64, 3), 255, "uint8")).shape)
     (1, 64, 64, 3)
     """
 

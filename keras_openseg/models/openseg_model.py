@@ -196,6 +196,11 @@ class OpenSegModel(OpenSegTask):
         """
         if isinstance(queries, str):
             queries = [queries]
+        if not isinstance(queries, (list, tuple)):
+            raise ValueError(
+                "`queries` takes strings (a category name or a list of synonyms per category); pass embedding "
+                f"arrays as `text_embeddings=` ([C, E] or [C, S, E]). Received: {type(queries).__name__}"
+            )
         if queries is None or len(queries) == 0:
             raise ValueError("`queries` is empty: give at least one category name (a string or a list of synonyms).")
         categories = []

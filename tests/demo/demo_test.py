@@ -9,6 +9,7 @@ import pytest
 
 from keras_openseg import demo
 from keras_openseg.losses import grounding_loss
+from keras_openseg.models import PerPixelGroundingModel
 
 
 def _parse(argv):
@@ -24,7 +25,7 @@ def test_arguments_default_to_the_full_demo_in_demo_output():
 
 def test_per_pixel_baseline_grounds_words_in_pixels():
     backbone, preprocessor, _ = demo.build_demo_backbone(demo.SETTINGS["quick"], embedding_dim=8)
-    model = demo.PerPixelGroundingModel(backbone, preprocessor)  # "max" matching: no in-graph loop to trace
+    model = PerPixelGroundingModel(backbone, preprocessor)  # "max" matching: no in-graph loop to trace
     rng = np.random.default_rng(0)
     pixels = rng.normal(size=(2, 16, 16, 8)).astype("float32")
     words = rng.normal(size=(2, 3, 8)).astype("float32")
