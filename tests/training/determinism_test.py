@@ -13,25 +13,10 @@ import numpy as np
 import pytest
 from training_fakes import WhitespaceExtractor
 from training_fakes import random_word_table
+from training_fakes import tiny_config
 
-from keras_openseg.training import TrainingConfig
 from keras_openseg.training import recipe
 from keras_openseg.training import train
-
-
-def tiny_config(data_dir, output, **changes):
-    settings = dict(
-        datasets=("openseg_shapes/tiny",),
-        data_dir=data_dir,
-        image_size=32,
-        steps=4,
-        batch_size=2,
-        checkpoint_every=2,
-        max_masks=3,
-        max_words=3,
-        output=str(output),
-    )
-    return TrainingConfig(**{**settings, **changes})
 
 
 class KillAtStep(keras.callbacks.Callback):

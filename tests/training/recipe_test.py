@@ -7,27 +7,12 @@ import keras
 import pytest
 from training_fakes import WhitespaceExtractor
 from training_fakes import random_word_table
+from training_fakes import tiny_config
 
 from keras_openseg.data import load_pseudo_labels
-from keras_openseg.training import TrainingConfig
 from keras_openseg.training import cli
 from keras_openseg.training import pseudo_label
 from keras_openseg.training import train
-
-
-def tiny_config(data_dir, output, **changes):
-    settings = dict(
-        datasets=("openseg_shapes/tiny",),
-        data_dir=data_dir,
-        image_size=32,
-        steps=4,
-        batch_size=2,
-        checkpoint_every=2,
-        max_masks=3,
-        max_words=3,
-        output=str(output),
-    )
-    return TrainingConfig(**{**settings, **changes})
 
 
 def parse(module, *flags):
