@@ -1,27 +1,58 @@
-"""evaluate() with a real tiny OpenSegModel: its numbers equal metrics computed directly from model.segment."""
+"""evaluate() with a real tiny OpenSegModel, against an expectation built without the package's inference code.
+
+The expectation is numpy from the backbone's raw outputs on the canvas `segment` builds (the images zero-padded
+bottom-right to 32 x 32): eq. (6) logit_c(p) = sum_n sigmoid(mask_logit_n(p)) <z^_n, w^_c> on the stride-4
+grid, upsampled bilinearly (half-pixel centers) to the canvas and cropped to each image; then a numpy
+confusion-matrix mIoU and Grounding mIoU (the argmax over the classes present in the image).
+"""
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 from fake_openseg_model import EXAMPLES
 from fake_openseg_model import dataset_of
 
-from keras_openseg.evaluation import GroundingMeanIoU
-from keras_openseg.evaluation import MeanIoU
-from keras_openseg.evaluation import class_queries
-from keras_openseg.evaluation import embed_class_queries
+from keras_openseg import models
 from keras_openseg.evaluation import evaluate
 
-models = pytest.importorskip("keras_openseg.models")
-keras_hub = pytest.importorskip("keras_hub")
 
+class FixedTextEmbedder:
+    """Embeds the i-th distinct text as row i of `vectors`."""
 
-class RandomTextEmbedder:
     embedding_dim = 8
 
+    def __init__(self, vectors):
+        self.vectors = np.asarray(vectors, np.float32)
+
     def embed(self, texts, templates=None):
-        vectors = np.random.default_rng(len(texts)).normal(size=(len(texts), 8)).astype("float32")
-        return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+        return self.vectors[: len(texts)]
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _bilinear(x, size, axis):
+    """Half-pixel bilinear resize of numpy `x` along `axis` (tf.image.resize / torch align_corners=False)."""
+    length = x.shape[axis]
+    source = np.clip((np.arange(size) + 0.5) * length / size - 0.5, 0, length - 1)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, length - 1)
+    shape = [1] * x.ndim
+    shape[axis] = size
+    frac = (source - low).reshape(shape)
+    return np.take(x, low, axis=axis) * (1 - frac) + np.take(x, high, axis=axis) * frac
+
+
+def _numpy_miou(pairs, num_classes):
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    for y_true, y_pred in pairs:
+        keep = y_true != 255
+        np.add.at(confusion, (y_true[keep], y_pred[keep]), 1)
+    tp = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    return float((tp[union > 0] / union[union > 0]).mean())
 
 
 @pytest.mark.slow
@@ -35,20 +66,34 @@ def test_tiny_openseg_model_end_to_end():
     backbone = models.OpenSegBackbone(
         encoder, num_queries=4, hidden_dim=16, embedding_dim=8, decoder_heads=2, decoder_layers=1, head_convs=1
     )
-    model = models.OpenSegModel(backbone, text_embedder=RandomTextEmbedder())
+    # No preprocessor: the canvas holds the raw pixels, zero-padded to 32 x 32.
+    canvas = np.zeros((len(EXAMPLES), 32, 32, 3), np.float32)
+    for index, example in enumerate(EXAMPLES):
+        h, w = example["image"].shape[:2]
+        canvas[index, :h, :w] = example["image"]
+    outputs = {
+        k: np.asarray(keras.ops.convert_to_numpy(v), np.float64) for k, v in backbone.predict_on_batch(canvas).items()
+    }
+    # Class c's text is the (centered) region embedding of proposal c, so the classes win different pixels.
+    regions = _unit(outputs["region_embeddings"][0])
+    text = _unit(regions[:3] - regions.mean(0))
+    model = models.OpenSegModel(backbone, text_embedder=FixedTextEmbedder(text))
     class_names = ["cat", "dog", "grass"]
     results = evaluate(model, dataset_of(EXAMPLES), class_names, batch_size=2, progress=False)
 
-    text_embeddings, name_valid = embed_class_queries(model.text_embedder, class_queries(class_names))
-    images = [example["image"] for example in EXAMPLES]
-    outputs = model.segment(images, text_embeddings=text_embeddings, name_valid=name_valid)
-    miou, grounding = MeanIoU(3), GroundingMeanIoU(3)
-    for example, labels, logits in zip(EXAMPLES, outputs["labels"], outputs["logits"]):
-        y_true = example["semantic"][..., 0]
-        miou.update_state(y_true, labels)
-        grounding.update_state(y_true[None], logits[None])
-    assert results["miou"] == pytest.approx(miou.result())
-    assert results["grounding_miou"] == pytest.approx(grounding.result())
+    masks = 1 / (1 + np.exp(-outputs["mask_logits"]))  # [B, N, 8, 8]
+    logits = np.einsum("bnc,bnhw->bchw", _unit(outputs["region_embeddings"]) @ text.T, masks)
+    logits = _bilinear(_bilinear(logits, 32, axis=2), 32, axis=3)
+    plain, grounding = [], []
+    for example, image_logits in zip(EXAMPLES, logits):
+        y_true = example["semantic"][..., 0].astype(np.int64)
+        image_logits = image_logits[:, : y_true.shape[0], : y_true.shape[1]]
+        plain.append((y_true, image_logits.argmax(0)))
+        present = np.unique(y_true[y_true != 255])
+        grounding.append((y_true, present[image_logits[present].argmax(0)]))
+    assert len(np.unique(np.concatenate([labels.ravel() for _, labels in plain]))) > 1  # not one constant label
+    assert results["miou"] == pytest.approx(_numpy_miou(plain, 3))
+    assert results["grounding_miou"] == pytest.approx(_numpy_miou(grounding, 3))
     assert results["grounding_miou"] >= results["miou"] - 0.2  # fewer queries rarely hurt much
     assert results["num_proposals"] == 4 and results["num_segments"] == 4
     assert all(0.0 <= results[f"recall@{t}"] <= 1.0 for t in (0.5, 0.7, 0.9))
