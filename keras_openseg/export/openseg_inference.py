@@ -16,6 +16,7 @@ from keras_openseg.export.formats import IMAGE_DTYPES
 from keras_openseg.layers.resizing import resize
 from keras_openseg.models.open_vocabulary_logits import region_pooled_pixel_features
 from keras_openseg.models.open_vocabulary_logits import segmentation_logits
+from keras_openseg.models.openseg_image_converter import image_normalizer
 
 STRIDE = 32  # the backbone needs sides that are multiples of P5's stride
 MASK_STRIDE = 4  # masks and pixel embeddings live on the P2 grid
@@ -165,19 +166,6 @@ class OpenSegInference(keras.Model):
             if isinstance(config.get(key), dict):
                 config[key] = keras.layers.deserialize(config[key])
         return cls(**config)
-
-
-def image_normalizer(image_converter):
-    """A copy of `image_converter` that only normalizes (no resizing), or None for no converter.
-
-    The serving graphs resize themselves (or not at all), so only the converter's `scale` and `offset` apply;
-    calling the converter keeps its normalization written once.
-    """
-    if image_converter is None:
-        return None
-    config = image_converter.get_config()
-    config["image_size"] = None
-    return type(image_converter).from_config(config)
 
 
 def _standardize_image_size(image_size):

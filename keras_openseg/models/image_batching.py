@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_openseg.layers.resizing import resize
+from keras_openseg.models.openseg_image_converter import image_normalizer
 
 STRIDE = 32
 
@@ -40,15 +41,11 @@ def as_image_list(images):
     return image_list, stacked
 
 
-def _normalize(image, image_converter):
+def _normalize(image, normalizer):
     image = image.astype("float32")
-    if image_converter is None:
+    if normalizer is None:
         return image
-    if image_converter.scale is not None:
-        image = image * np.asarray(image_converter.scale, "float32")
-    if image_converter.offset is not None:
-        image = image + np.asarray(image_converter.offset, "float32")
-    return image
+    return np.asarray(ops.convert_to_numpy(normalizer(image[None])), "float32")[0]
 
 
 def _round_up(value, multiple=STRIDE):
@@ -72,9 +69,10 @@ class ImageCanvas:
     def __init__(self, images, image_converter=None):
         image_size = getattr(image_converter, "image_size", None)
         self.sizes = [tuple(image.shape[:2]) for image in images]
+        normalizer = image_normalizer(image_converter)  # the converter's normalization, its resizing left out
         fitted = []
         for image in images:
-            image = _normalize(image, image_converter)
+            image = _normalize(image, normalizer)
             if image_size is not None:
                 height, width = image.shape[:2]
                 factor = min(image_size[0] / height, image_size[1] / width)

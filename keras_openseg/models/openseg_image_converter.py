@@ -51,3 +51,30 @@ class OpenSegImageConverter(ImageConverter):
             encoder_converter = ImageConverter.from_preset(entry["image_encoder"])
             normalization = {"scale": encoder_converter.scale, "offset": encoder_converter.offset}
         return cls(**normalization)
+
+
+def image_normalizer(image_converter):
+    """A copy of `image_converter` that only normalizes (no resizing), or None for no converter.
+
+    Code that resizes and pads images itself (batched inference on images of any size, the serving graphs)
+    still normalizes by calling the converter, so the normalization is written once: the converter's.
+
+    Args:
+        image_converter: keras_hub `ImageConverter` or None.
+
+    Returns:
+        An `ImageConverter` of the same class and settings with `image_size=None`, or None.
+
+    Example:
+
+    >>> converter = OpenSegImageConverter(image_size=(32, 32), scale=1 / 127.5, offset=-1.0)
+    >>> normalizer = image_normalizer(converter)
+    >>> values = keras.ops.convert_to_numpy(normalizer(np.full((1, 8, 8, 3), 255.0, "float32")))
+    >>> values.shape, float(values.max())
+    ((1, 8, 8, 3), 1.0)
+    """
+    if image_converter is None:
+        return None
+    config = image_converter.get_config()
+    config["image_size"] = None
+    return type(image_converter).from_config(config)
