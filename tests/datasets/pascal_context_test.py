@@ -144,3 +144,26 @@ def test_validation_is_the_fields_5104_images(shared_data_dir, tmp_path):
     assert "5,104" in builder.info.metadata["validation_ids"]
     train = {e["image/filename"].decode()[:-4] for e in tfds.as_numpy(builder.as_dataset(split="train"))}
     assert not train & set(shipped)
+
+
+@pytest.mark.backend_independent
+def test_train_is_the_fields_list_when_the_manual_dir_has_it(tmp_path):
+    manual_dir = tmp_path / "manual"
+    shutil.copytree(DUMMY_DATA, manual_dir)
+    builder = PascalContext(config="59", data_dir=tmp_path / "tfds_main")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    assert builder.info.splits["train"].num_examples == 2
+    assert "Main/train.txt: 2 images" in builder.info.metadata["train_ids"]
+    # mmsegmentation's converter writes the field's 4,996 train ids (Detail API) to SegmentationContext/.
+    field_list = manual_dir / pascal_context.FIELD_TRAIN_LIST
+    field_list.parent.mkdir(parents=True)
+    field_list.write_text("2008_000015\n")
+    builder = PascalContext(config="59", data_dir=tmp_path / "tfds_field")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    train = [e["image/filename"].decode() for e in tfds.as_numpy(builder.as_dataset(split="train"))]
+    assert train == ["2008_000015.jpg"]
+    assert "SegmentationContext/train.txt: 1 images (the field's train list)" in builder.info.metadata["train_ids"]
+    # A list naming images outside VOC's train list is not PASCAL-Context's: named, not silently used.
+    field_list.write_text("2008_000015\n2008_000007\n")
+    with pytest.raises(_manual_dir.ManualDirError, match="2008_000007"):
+        pascal_context.train_ids(manual_dir, ["2008_000008", "2008_000015"])

@@ -24,6 +24,9 @@ _ROOT = "VOCdevkit/VOC2010"
 # tfds split -> VOC 2010's ImageSets/Main list: PASCAL-Context annotates all of VOC 2010 trainval (train 4,998
 # images, val 5,105).
 _SPLITS = {"train": "train", "validation": "val"}
+# The field's train list (4,996 images: the train images of the Detail API's trainval_merged.json), as
+# mmsegmentation's PASCAL-Context converter writes it. Used instead of Main/train.txt when the manual dir has it.
+FIELD_TRAIN_LIST = f"{_ROOT}/ImageSets/SegmentationContext/train.txt"
 # The 5,104 validation images the field evaluates PC-59 / PC-459 on (VOC 2010's Main/val.txt has one image
 # more). Source: cvlab-kaist/CAT-Seg, datasets/pascalcontext_val.txt (the val split of the Detail API's
 # trainval_merged.json that MaskFormer, SAN and FC-CLIP evaluate on too).
@@ -48,10 +51,13 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
       classes and unlabeled pixels are `255` (`ignore_label`). `class_names` use the benchmark spelling
       (`diningtable` for labels.txt's "table", `pottedplant`, `tvmonitor`).
 
-    Splits: `train` (4,998 images, VOC 2010 `ImageSets/Main/train.txt`) and `validation`, the benchmark split:
-    the 5,104 images of `val.txt` that the field evaluates on (`FIELD_VALIDATION_IDS`); the one other image of
-    `val.txt` is left out and named in `metadata["validation_excluded_ids"]`. (The field's train split has 4,996
-    images, from the Detail API's trainval_merged.json; no id list of it is shipped, so `train` is VOC's 4,998.)
+    Splits: `validation`, the benchmark split: the 5,104 images of `val.txt` that the field evaluates on
+    (`FIELD_VALIDATION_IDS`); the one other image of `val.txt` is left out and named in
+    `metadata["validation_excluded_ids"]`. `train`: the field's 4,996 images when the manual dir holds their
+    list, `ImageSets/SegmentationContext/train.txt` (the train images of the Detail API's trainval_merged.json,
+    as mmsegmentation's converter writes them); otherwise VOC 2010's `ImageSets/Main/train.txt` (4,998).
+    `metadata["train_ids"]` records which list was used. No PASCAL-Context image trains OpenSeg, so only
+    `validation` gives benchmark numbers.
 
     The builder checks that `labels.txt` lists the 459 names it expects (ignoring spaces), so a label-value
     mismatch cannot go unnoticed. A missing or damaged file stops the build with a
@@ -73,10 +79,11 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
     """
 
     name = "pascal_context"
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: PC-59 and PC-459 train/val from the 459-label .mat files.",
         "1.1.0": "validation = the field's 5,104 images (VOC 2010 val.txt lists 5,105).",
+        "1.2.0": "train = the field's 4,996 images when ImageSets/SegmentationContext/train.txt is present.",
     }
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(
@@ -120,6 +127,7 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
                 validation_ids="pascal_context_val_5104.txt: the field's 5,104 validation images "
                 "(cvlab-kaist/CAT-Seg datasets/pascalcontext_val.txt)",
                 validation_excluded_ids=[],
+                train_ids="",
             ),
         )
 
@@ -135,6 +143,8 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, manual_dir, voc_split, label_map_to_semantic):
         image_ids = (manual_dir / f"{_ROOT}/ImageSets/Main/{voc_split}.txt").read_text().split()
+        if voc_split == "train":
+            image_ids, self.info.metadata["train_ids"] = train_ids(manual_dir, image_ids)
         if voc_split == "val":
             image_ids, excluded = field_validation_ids(image_ids)
             self.info.metadata["validation_excluded_ids"] = excluded
@@ -151,6 +161,30 @@ class PascalContext(tfds.core.GeneratorBasedBuilder):
                     "semantic": label_map_to_semantic[label_map][..., None],
                 },
             )
+
+
+def train_ids(manual_dir, main_train_ids):
+    """The `train` split's ids and a description of their list (see `FIELD_TRAIN_LIST`).
+
+    Args:
+        manual_dir: path of the manual dir.
+        main_train_ids: list of str. The ids of VOC 2010's `ImageSets/Main/train.txt`.
+
+    Returns:
+        `(ids, description)`: the field's list when the manual dir holds it (each of its ids must be in
+        `Main/train.txt`), else `main_train_ids`.
+    """
+    path = manual_dir / FIELD_TRAIN_LIST
+    if not path.exists():
+        return main_train_ids, f"ImageSets/Main/train.txt: {len(main_train_ids):,} images (VOC 2010's train list)"
+    ids = path.read_text().split()
+    unknown = sorted(set(ids) - set(main_train_ids))
+    if unknown:
+        raise manual_download.ManualDirError(
+            f"{FIELD_TRAIN_LIST} in {manual_dir} lists {len(unknown)} image(s) that are not in VOC 2010's "
+            f"ImageSets/Main/train.txt, e.g. {unknown[:3]}: it is not PASCAL-Context's train list."
+        )
+    return ids, f"ImageSets/SegmentationContext/train.txt: {len(ids):,} images (the field's train list)"
 
 
 def field_validation_ids(val_ids):
