@@ -171,6 +171,8 @@ class OpenSegBackbone(Backbone):
         self.feature_extractor = keras.Model(
             image_encoder.input, {level: pyramid[level] for level in pyramid_levels}, name="feature_extractor"
         )
+        # A functional model ignores `dtype=`: it computes in its layers' (the encoder's) policy, so say so.
+        self.feature_extractor.dtype_policy = image_encoder.dtype_policy
         # Research hooks: any layer with the default part's call signature replaces it (see the Args).
         if fpn_fusion is None:
             fpn_fusion = FPNFusion(hidden_dim, levels=pyramid_levels, dtype=dtype, name="fpn_fusion")
