@@ -117,6 +117,13 @@ def add_arguments(parser):
         "--seed", type=int, default=DEFAULT_SEED, help="seeds weights, input pipeline and word dropping (default: 0)"
     )
     parser.add_argument(
+        "--pseudo-label-threshold",
+        type=float,
+        default=None,
+        help="smallest confidence of a kept pseudo-label mask; 0 keeps every mask NMS keeps "
+        "(default: OpenSegTeacher.pseudo_label's, 0.9)",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=1,
@@ -137,7 +144,14 @@ def run(args):
         output = args.output if args.repeats == 1 else os.path.join(args.output, f"seed-{seed}")
         if args.repeats > 1:
             print(f"\n##### demo run {len(summaries) + 1}/{len(seeds)}: seed {seed} -> {output}", flush=True)
-        demo = _Demo(settings, output, data_dir=args.data_dir, baseline=not args.no_baseline, seed=seed)
+        demo = _Demo(
+            settings,
+            output,
+            data_dir=args.data_dir,
+            baseline=not args.no_baseline,
+            seed=seed,
+            pseudo_label_threshold=args.pseudo_label_threshold,
+        )
         summaries.append(demo.run())
         print(format_summary(summaries[-1]))
     if args.repeats > 1:
@@ -152,7 +166,14 @@ def run(args):
 class _Demo:
     """The stages of one demo run, sharing the dataset, the text encoder and the word table."""
 
-    def __init__(self, settings, output, data_dir=None, baseline=True, seed=DEFAULT_SEED):
+    def __init__(self, settings, output, data_dir=None, baseline=True, seed=DEFAULT_SEED, pseudo_label_threshold=None):
+        if pseudo_label_threshold is not None and not 0.0 <= pseudo_label_threshold <= 1.0:
+            raise ValueError(
+                f"`--pseudo-label-threshold` must be in [0, 1] (a mask's confidence is an IoU). Received: "
+                f"{pseudo_label_threshold}"
+            )
+        self.pseudo_label_threshold = pseudo_label_threshold
+        self.pseudo_masks_per_image = None
         self.settings = settings
         self.output = os.path.abspath(output)
         self.data_dir = data_dir
@@ -221,6 +242,8 @@ class _Demo:
             stage_seconds=self.timings,
             backend=keras.backend.backend(),
             seed=self.seed,
+            pseudo_label_threshold=self.pseudo_label_threshold,
+            pseudo_masks_per_image=self.pseudo_masks_per_image,
         )
         with open(os.path.join(self.output, "metrics.json"), "w", encoding="utf-8") as file:
             json.dump(_jsonable(summary), file, indent=2)
@@ -304,6 +327,7 @@ class _Demo:
         dataset = dataset.map(lambda example: {"image": example["image"], "captions": example["captions"]})
         num_examples = builder.info.splits[split].num_examples
         path = os.path.join(self.output, "pseudo_labels")
+        selection = {} if self.pseudo_label_threshold is None else {"score_threshold": self.pseudo_label_threshold}
         index = write_pseudo_labels(
             teacher,
             dataset,
@@ -312,8 +336,13 @@ class _Demo:
             batch_size=32,
             max_masks=settings.max_masks,
             num_examples=num_examples,
+            **selection,
         )
-        print(f"    {index['examples']} images pseudo-labeled into {path}")
+        self.pseudo_masks_per_image = _masks_per_image(path)
+        print(
+            f"    {index['examples']} images pseudo-labeled into {path}, {self.pseudo_masks_per_image:.2f} masks "
+            "per image kept"
+        )
         return path
 
     def _train_student(self, text_embedder, extractor, table, pseudo_labels, per_pixel=False):
@@ -529,6 +558,7 @@ REPEAT_METRICS = (
     ("per-pixel baseline mIoU", "baseline_miou"),
     ("per-pixel baseline Grounding mIoU", "baseline_grounding_miou"),
     ("OpenSeg - per-pixel baseline (mIoU)", "miou_gain"),
+    ("pseudo-label masks per image", "pseudo_masks_per_image"),
     ("wall time (s)", "wall_seconds"),
 )
 
@@ -602,6 +632,21 @@ def format_repeats(statistics):
             verdict = "NOT shown: the gain is within the seeds' spread or not positive in every run"
         lines.append(f"OpenSeg - per-pixel baseline: {gain['mean']:+.3f} +- {gain['std']:.3f} ({verdict})")
     return "\n".join(lines)
+
+
+def _masks_per_image(pseudo_labels):
+    """Mean number of valid masks per image in a pseudo-label folder."""
+    import numpy as np
+
+    from keras_openseg.data.pseudo_labels import load_pseudo_labels
+
+    counts = [
+        int(np.sum(example["mask_valid"]))
+        for example in load_pseudo_labels(pseudo_labels)
+        .map(lambda e: {"mask_valid": e["mask_valid"]})
+        .as_numpy_iterator()
+    ]
+    return float(np.mean(counts)) if counts else 0.0
 
 
 def _fit_verbosity():

@@ -79,8 +79,9 @@ def test_summary_table_marks_targets():
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs once, on the tensorflow backend pass")
 def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     output = tmp_path / "demo_output"
-    args = _parse(["--quick", "--output", str(output), "--data-dir", str(tmp_path / "tfds")])
-    assert demo.run(args) == 0
+    # Threshold 0: every mask NMS keeps becomes a pseudo label (the default, 0.9, runs in CI's wheel demo).
+    flags = ["--quick", "--output", str(output), "--data-dir", str(tmp_path / "tfds"), "--pseudo-label-threshold", "0"]
+    assert demo.run(_parse(flags)) == 0
 
     metrics = json.loads((output / "metrics.json").read_text())
     for key in (
@@ -100,6 +101,8 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     assert (ratio is None) == (metrics["miou"] < 0.05)
     assert ratio is None or ratio == pytest.approx(metrics["unseen_synonyms_miou"] / metrics["miou"])
     assert set(metrics["per_class_iou"]) >= {"circle", "hexagon", "sky"}
+    assert metrics["pseudo_label_threshold"] == 0.0
+    assert 0.0 <= metrics["pseudo_masks_per_image"] <= demo.SETTINGS["quick"].max_masks
     overlays = sorted(p.name for p in (output / "overlays").glob("*.png"))
     assert len(overlays) == 2 * demo.SETTINGS["quick"].overlay_images
     assert any("unseen_synonyms" in name for name in overlays)
@@ -109,3 +112,8 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     model = OpenSegModel.from_preset(str(output / "preset"))
     result = model.segment(np.zeros((64, 64, 3), "uint8"), queries=["round", "turf"])
     assert result["labels"].shape == (1, 64, 64)
+
+
+def test_pseudo_label_threshold_outside_0_1_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--pseudo-label-threshold"):
+        demo._Demo(demo.SETTINGS["quick"], str(tmp_path), pseudo_label_threshold=1.5)
