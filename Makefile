@@ -26,13 +26,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 install-test: $(VENV)/.test-installed
 install-demo: $(VENV)/.demo-installed
 
-# Runs the whole suite once per Keras backend; stops at the first backend that fails.
-# pytest exits 5 when it collects nothing, which fails this target too.
+# Runs the whole suite once per Keras backend, the backends concurrently (TEST_JOBS=1: one after another); logs in
+# test-logs/. pytest exits 5 when it collects nothing, which fails this target too.
 test: install-test
-	@set -e; for b in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$b"; \
-	  KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
-	done
+	.ci/test_backends.sh $(PY) "$(BACKENDS)" $(PYTEST_ARGS)
 
 # ruff (its settings are in pyproject.toml): formatting and lint, as CI checks them.
 lint: install-test
