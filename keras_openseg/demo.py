@@ -227,7 +227,7 @@ class _Demo:
         results = self._evaluate(builder, student, baseline)
 
         self._begin("Overlays for free-text queries, preset, metrics")
-        overlays = self._overlays(builder, student, metadata)
+        overlays = self._overlays(builder, student, metadata, baseline)
         preset = os.path.join(self.output, "preset")
         student.save_to_preset(preset)
         self.timings[self._title] = round(time.time() - self._stage_start, 1)
@@ -414,10 +414,18 @@ class _Demo:
             results[name] = evaluate(model, dataset, **common, **options)
         return results
 
-    def _overlays(self, builder, model, metadata):
+    def _overlays(self, builder, model, metadata, baseline=None):
+        """Panel pictures of `settings.overlay_images` held-out images, written to `OUTPUT/overlays/`.
+
+        Per image a row image | OpenSeg | per-pixel baseline (when trained) | ground truth for the class names
+        (`held_out_<i>_class_names.png`); all images as one sheet for the class names (`summary.png`) and one
+        for the never-seen synonyms (`unseen_synonyms.png`); the queries of both in `queries.json`. Legends
+        show the queries exactly as the models get them (e.g. "plus sign").
+        """
         from PIL import Image
 
-        from keras_openseg.visualization import visualize
+        from keras_openseg.visualization import panel_row
+        from keras_openseg.visualization import summary_sheet
 
         folder = os.path.join(self.output, "overlays")
         os.makedirs(folder, exist_ok=True)
@@ -425,18 +433,32 @@ class _Demo:
         unseen = [metadata["unseen_synonyms"][name][0] for name in names]
         query_sets = {"class_names": names, "unseen_synonyms": unseen}
         examples = builder.as_dataset(split="held_out", shuffle_files=False).take(self.settings.overlay_images)
-        images = np.stack([example["image"] for example in examples.as_numpy_iterator()])
+        examples = list(examples.as_numpy_iterator())
+        images = np.stack([example["image"] for example in examples])
+        truths = [example["semantic"][..., 0] for example in examples]
+        ignore_label = metadata.get("ignore_label")
         paths = []
         for label, queries in query_sets.items():
-            result = model.segment(images, queries=queries, return_logits=False)
+            labels = model.segment(images, queries=queries, return_logits=False)["labels"]
+            if baseline is not None:
+                per_pixel = baseline.segment(images, queries=queries, use_proposals=False, return_logits=False)
+            rows = []
             for index, image in enumerate(images):
-                overlay = visualize(image, {"labels": result["labels"][index]}, queries)
-                path = os.path.join(folder, f"held_out_{index}_{label}.png")
-                Image.fromarray(_upscale(overlay, image.shape[0])).save(path)
-                paths.append(path)
+                maps = {"OpenSeg": labels[index]}
+                if baseline is not None:
+                    maps["per-pixel baseline"] = per_pixel["labels"][index]
+                maps["ground truth"] = truths[index]
+                rows.append((image, maps))
+                if label == "class_names":
+                    path = os.path.join(folder, f"held_out_{index}_{label}.png")
+                    Image.fromarray(panel_row(image, maps, queries, ignore_label=ignore_label)).save(path)
+                    paths.append(path)
+            path = os.path.join(folder, "summary.png" if label == "class_names" else f"{label}.png")
+            Image.fromarray(summary_sheet(rows, queries, ignore_label=ignore_label)).save(path)
+            paths.append(path)
         with open(os.path.join(folder, "queries.json"), "w", encoding="utf-8") as file:
             json.dump(query_sets, file, indent=2)
-        print(f"    {len(paths)} overlays in {folder}")
+        print(f"    {len(paths)} pictures in {folder} (summary.png: {len(images)} held-out images)")
         return folder
 
 
@@ -663,14 +685,6 @@ def _number(value):
 
 def _minutes(seconds):
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-
-
-def _upscale(overlay, image_height, target=256):
-    """Nearest-neighbour enlargement of small overlays, so 64-128 px images stay readable."""
-    factor = max(1, target // max(image_height, 1))
-    if factor == 1:
-        return overlay
-    return np.repeat(np.repeat(overlay, factor, axis=0), factor, axis=1)
 
 
 def _jsonable(value):

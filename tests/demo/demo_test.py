@@ -103,9 +103,23 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     assert set(metrics["per_class_iou"]) >= {"circle", "hexagon", "sky"}
     assert metrics["pseudo_label_threshold"] == 0.0
     assert 0.0 <= metrics["pseudo_masks_per_image"] <= demo.SETTINGS["quick"].max_masks
+    # One panel row per held-out image (class names), the summary sheet and the never-seen synonyms' sheet.
+    count = demo.SETTINGS["quick"].overlay_images
     overlays = sorted(p.name for p in (output / "overlays").glob("*.png"))
-    assert len(overlays) == 2 * demo.SETTINGS["quick"].overlay_images
-    assert any("unseen_synonyms" in name for name in overlays)
+    assert overlays == sorted(
+        [f"held_out_{i}_class_names.png" for i in range(count)] + ["summary.png", "unseen_synonyms.png"]
+    )
+    queries = json.loads((output / "overlays" / "queries.json").read_text())
+    assert "plus sign" in queries["unseen_synonyms"]  # the queries as typed, as the legends show them
+    from PIL import Image
+
+    from keras_openseg.visualization import summary_sheet
+
+    blank = np.zeros((64, 64), np.int32)  # the tiny split's 64 px images, four panels, the class names' legend
+    panels = {"OpenSeg": blank, "per-pixel baseline": blank, "ground truth": blank}
+    expected = summary_sheet([(np.zeros((64, 64, 3), np.uint8), panels)] * count, queries["class_names"])
+    with Image.open(output / "overlays" / "summary.png") as sheet:
+        assert sheet.size == (expected.shape[1], expected.shape[0])
 
     from keras_openseg.models import OpenSegModel
 
