@@ -16,9 +16,20 @@ def _concrete(x):
         return None
 
 
+def as_float32(x):
+    """`x` as a float32 tensor, from a tensor or array of any float dtype.
+
+    A numpy bfloat16 array (what `predict_on_batch` returns under `mixed_bfloat16`) is widened in numpy:
+    Keras 3.15's torch backend keeps such an array bfloat16 in `ops.cast(x, "float32")`.
+    """
+    if isinstance(x, (np.ndarray, np.generic, list, tuple)):
+        return ops.convert_to_tensor(np.asarray(x).astype("float32"))
+    return ops.cast(x, "float32")
+
+
 def _standardize_text_embeddings(text_embeddings, name_valid):
     """Text embeddings as `[C, S, E]` float32 and `name_valid` as `[C, S]` bool."""
-    text_embeddings = ops.cast(ops.convert_to_tensor(text_embeddings), "float32")
+    text_embeddings = as_float32(text_embeddings)
     if len(text_embeddings.shape) == 2:
         text_embeddings = text_embeddings[:, None, :]
         if name_valid is not None:
@@ -91,10 +102,10 @@ def segmentation_logits(masks, region_embeddings, text_embeddings, name_valid=No
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"`ensemble` must be one of {ENSEMBLES}. Received: ensemble={ensemble!r}")
-    masks = ops.cast(masks, "float32")
+    masks = as_float32(masks)
     if len(masks.shape) != 4:
         raise ValueError(f"`masks` must be [B, N, H, W]. Received shape {tuple(masks.shape)}.")
-    region_embeddings = ops.cast(region_embeddings, "float32")
+    region_embeddings = as_float32(region_embeddings)
     if len(region_embeddings.shape) != 3:
         raise ValueError(f"`region_embeddings` must be [B, N, E]. Received shape {tuple(region_embeddings.shape)}.")
     text_embeddings, name_valid = _standardize_text_embeddings(text_embeddings, name_valid)
@@ -142,8 +153,8 @@ def region_pooled_pixel_features(masks, region_embeddings, epsilon=1e-6):
     Returns:
         `[B, H, W, E]` float32.
     """
-    masks = ops.cast(masks, "float32")
-    regions = l2_normalize(ops.cast(region_embeddings, "float32"))
+    masks = as_float32(masks)
+    regions = l2_normalize(as_float32(region_embeddings))
     pooled = ops.einsum("bnhw,bne->bhwe", masks, regions)
     return pooled / ops.maximum(ops.sum(masks, axis=1), epsilon)[..., None]
 
@@ -166,7 +177,7 @@ def pixel_logits(pixel_embeddings, text_embeddings, name_valid=None, ensemble="m
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"`ensemble` must be one of {ENSEMBLES}. Received: ensemble={ensemble!r}")
-    pixels = ops.cast(pixel_embeddings, "float32")
+    pixels = as_float32(pixel_embeddings)
     if len(pixels.shape) != 4:
         raise ValueError(f"`pixel_embeddings` must be [B, H, W, E]. Received shape {tuple(pixels.shape)}.")
     text_embeddings, name_valid = _standardize_text_embeddings(text_embeddings, name_valid)
