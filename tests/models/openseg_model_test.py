@@ -1,4 +1,7 @@
-"""OpenSegModel: the eq. (5) loss, fit on teacher pseudo labels (arrays and tf.data), segment, pixel features."""
+"""OpenSegModel: the eq. (5) loss, fit on teacher pseudo labels (arrays and tf.data), segment, pixel features,
+keras_hub's task harness and mixed precision."""
+
+import os
 
 import keras
 import numpy as np
@@ -10,8 +13,11 @@ from tiny_openseg import NUM_QUERIES
 from tiny_openseg import OFFSET
 from tiny_openseg import SCALE
 from tiny_openseg import FakeTextEmbedder
+from tiny_openseg import compile_for_tests
 from tiny_openseg import images
+from tiny_openseg import tiny_backbone
 from tiny_openseg import tiny_model
+from tiny_openseg import tiny_preprocessor
 from tiny_openseg import tiny_teacher
 from tiny_openseg import training_batch
 
@@ -176,3 +182,85 @@ def test_query_sources_are_checked(model):
     model.segment(images(2, 64, 64), queries=["cat"], templates=["a photo of a {}."])
     assert embedder.calls == [(["cat"], ["a photo of a {}."])]
     assert model.text_embedder is embedder and embedder not in model._flatten_layers()
+
+
+class OpenSegModelTaskTest(TestCase):
+    """keras_hub's `run_task_test`, step by step, for a task whose training `x` is a dict.
+
+    `run_task_test` cannot run as it stands: it asserts that the preprocessor's `x` has the structure of
+    the task's functional inputs (`task._inputs_struct`). OpenSegModel's graph takes the images alone, while
+    its training `x` is `{"images", "word_embeddings", "word_valid"}`: the words only enter `compute_loss`
+    (the text encoder is frozen and outside the model), so the two structures differ by design. Every other
+    step of the harness runs below unchanged (predict and fit on arrays, a dataset and split preprocessing;
+    fit refuses an uncompiled task), then what the harness leaves to the other tests: mixed precision
+    (fit one step, predict, outputs in the compute dtype and variables in float32) and a save/load round
+    trip of a mixed-precision task.
+    """
+
+    def init_kwargs(self, dtype=None):
+        return {"backbone": tiny_backbone(dtype=dtype), "preprocessor": tiny_preprocessor()}
+
+    def compiled(self, task):
+        # TensorFlow's default XLA-compiles the train step, which costs far more than the step on CPU (time only).
+        return compile_for_tests(task)
+
+    def test_the_task_harness_structure_check_does_not_apply(self):
+        task = OpenSegModel(**self.init_kwargs(), compile=False)
+        x, y = training_batch()
+        preprocessed = task.preprocessor(x, y)[0]
+        # If this ever fails, the graph takes the training dict: call self.run_task_test instead.
+        assert isinstance(preprocessed, dict) and not isinstance(task._inputs_struct, dict)
+
+    def test_task_harness_steps(self):
+        init_kwargs = self.init_kwargs()
+        task = self.compiled(OpenSegModel(**init_kwargs))
+        self.run_serialization_test(task)
+        x, y = training_batch()
+        preprocessor = task.preprocessor
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+
+        output = task.predict(x, verbose=0)
+        shapes = keras.tree.map_structure(lambda value: tuple(value.shape), output)
+        assert shapes == {
+            "mask_logits": (2, NUM_QUERIES, 16, 16),
+            "region_embeddings": (2, NUM_QUERIES, EMBEDDING_DIM),
+            "pixel_embeddings": (2, 16, 16, EMBEDDING_DIM),
+        }
+        self.assertAllClose(output, task.predict(ds, verbose=0))
+        task.preprocessor = None
+        output_split = task.predict(ds.map(preprocessor), verbose=0)
+        task.preprocessor = preprocessor
+        self.assertAllClose(output, output_split)
+
+        task.fit(x, y, verbose=0)
+        task.fit(ds, verbose=0)
+        task.preprocessor = None
+        task.fit(ds.map(preprocessor), verbose=0)
+        task.preprocessor = preprocessor
+        task = OpenSegModel(**init_kwargs, compile=False)
+        with self.assertRaisesRegex(ValueError, "You must call `compile"):
+            task.fit(ds, verbose=0)
+
+    def test_mixed_precision_fit_predict_and_saving(self):
+        # mixed_bfloat16 on every backend (TensorFlow, JAX and PyTorch all have bfloat16 CPU kernels).
+        task = self.compiled(OpenSegModel(**self.init_kwargs("mixed_bfloat16")))
+        assert task.dtype_policy.name == "mixed_bfloat16"
+        assert task.temperature_layer.variable_dtype == "float32"
+        x, y = training_batch()
+        before = [np.array(keras.ops.convert_to_numpy(w)) for w in task.trainable_weights]
+        history = task.fit(x, y, batch_size=2, epochs=1, verbose=0)
+        assert all(np.isfinite(values[-1]) for values in history.history.values()), history.history
+        after = [keras.ops.convert_to_numpy(w) for w in task.trainable_weights]
+        assert all(w.dtype == np.float32 and np.isfinite(w).all() for w in after)
+        unchanged = [w.path for w, b, a in zip(task.trainable_weights, before, after) if np.array_equal(b, a)]
+        assert not unchanged, unchanged  # every weight lies on a path to L_G or L_S
+        outputs = task.predict(x, verbose=0)
+        assert all(keras.backend.standardize_dtype(v.dtype) == "bfloat16" for v in outputs.values())
+
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        task.save(path)
+        restored = keras.models.load_model(path)
+        assert isinstance(restored, OpenSegModel) and restored.backbone.dtype_policy.name == "mixed_bfloat16"
+        self.assertAllClose(
+            to_numpy(task.predict_on_batch(x)), to_numpy(restored.predict_on_batch(x)), atol=1e-6, rtol=1e-6
+        )
