@@ -1,5 +1,7 @@
 import keras
 
+from keras_openseg.layers.padding import mask_padded
+
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
 class FeatureHead(keras.layers.Layer):
@@ -20,6 +22,9 @@ class FeatureHead(keras.layers.Layer):
 
     Call arguments:
         inputs: `[B, H, W, C]` features.
+        pixel_valid: `[B, H, W]` valid cells (1 on the image, 0 on the padding of a canvas) or None. The
+            features are zero on padded cells before every convolution and at the output, so a convolution
+            across the image border sees the same zeros in every canvas. Defaults to `None`.
 
     Returns:
         `[B, H, W, output_dim or filters]` features.
@@ -71,13 +76,13 @@ class FeatureHead(keras.layers.Layer):
             self.projection.build(shape)
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, pixel_valid=None):
         x = self.dense(inputs)
         for conv in self.convs:
-            x = conv(x)
+            x = conv(mask_padded(x, pixel_valid))
         if self.projection is not None:
             x = self.projection(x)
-        return x
+        return mask_padded(x, pixel_valid)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_dim or self.filters,)

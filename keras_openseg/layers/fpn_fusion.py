@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_openseg.layers.padding import mask_padded
+from keras_openseg.layers.padding import padding_grid
 from keras_openseg.layers.resizing import resize
 
 
@@ -20,6 +22,11 @@ class FPNFusion(keras.layers.Layer):
     resized bilinearly to the finest level's resolution and the levels are summed. The output is the F of the
     paper, from which the mask head F_s and the region head F_z are computed.
 
+    With a `padding_mask`, every level is zero on its padded cells before each convolution (so a
+    convolution across the image border sees the same zeros in every canvas), and the bilinear resizing to
+    the finest level interpolates from valid cells only (normalized by the resized valid grid, which is the
+    edge clamping of an image alone on its canvas): an image's features do not depend on the canvas.
+
     Args:
         filters: int. Channels of the lateral, output and fused features. Defaults to `640`.
         levels: tuple of strings. Pyramid levels to fuse, named as in keras_hub's
@@ -29,6 +36,8 @@ class FPNFusion(keras.layers.Layer):
 
     Call arguments:
         inputs: dict level name -> `[B, h_l, w_l, c_l]` features.
+        padding_mask: `[B, H, W]` (1 on image pixels, 0 on the padding of a canvas) at the image resolution,
+            level `Pk` at stride `2**k`; or None (every pixel valid). Defaults to `None`.
 
     Returns:
         `[B, h, w, filters]` features at the resolution of the finest level.
@@ -77,25 +86,31 @@ class FPNFusion(keras.layers.Layer):
             self.output_convs[level].build(tuple(shape[:-1]) + (self.filters,))
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, padding_mask=None):
         features = self._select(inputs)
+        valid = {level: padding_grid(padding_mask, 2 ** _level_number(level)) for level in self.levels}
         # Top-down: from the coarsest level to the finest, each level adds the upsampled coarser one.
         merged = {}
         coarser = None
         for level in reversed(self.levels):
-            lateral = self.lateral_convs[level](features[level])
+            lateral = self.lateral_convs[level](mask_padded(features[level], valid[level]))
             if coarser is not None:
                 size = ops.shape(lateral)[1:3]
                 lateral = lateral + resize(coarser, size, interpolation="nearest")
-            merged[level] = lateral
-            coarser = lateral
+            merged[level] = mask_padded(lateral, valid[level])
+            coarser = merged[level]
         finest = self.levels[0]
         size = ops.shape(merged[finest])[1:3]
         fused = None
         for level in self.levels:
-            output = resize(self.output_convs[level](merged[level]), size, interpolation="bilinear")
+            output = mask_padded(self.output_convs[level](merged[level]), valid[level])
+            output = resize(output, size, interpolation="bilinear")
+            if valid[level] is not None and level != finest:
+                # Interpolate from the valid cells only: divide by the resized valid grid.
+                weight = resize(ops.cast(valid[level], output.dtype)[..., None], size, interpolation="bilinear")
+                output = output / ops.maximum(weight, ops.cast(1e-6, output.dtype))
             fused = output if fused is None else fused + output
-        return fused
+        return mask_padded(fused, valid[finest])
 
     def compute_output_shape(self, input_shape):
         shapes = self._select(input_shape, "input_shape")

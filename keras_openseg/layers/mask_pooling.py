@@ -11,7 +11,8 @@ class MaskPooling(keras.layers.Layer):
     A single einsum contracts the spatial axes, so `[B, N, H, W, D]` is never materialized. Masks at another
     resolution than the features are resized bilinearly to the features first. The masks are weights (the
     sigmoid of the mask logits); the sum is not normalized by the mask area because the region embeddings
-    are only ever compared by cosine similarity.
+    are only ever compared by cosine similarity. With `pixel_valid`, the sum runs over the valid cells of a
+    padded canvas only (the masks are multiplied by it), so padding never enters a region embedding.
 
     Args:
         **kwargs: base layer arguments (`name`, `dtype`, ...).
@@ -19,6 +20,8 @@ class MaskPooling(keras.layers.Layer):
     Call arguments:
         masks: `[B, N, H, W]` mask weights, or a list `[masks, features]` (then leave `features` out).
         features: `[B, H', W', D]` per-pixel features (F_z).
+        pixel_valid: `[B, H', W']` valid cells of the features (1 on the image, 0 on padding) or None (every
+            cell). Defaults to `None`.
 
     Returns:
         `[B, N, D]` region embeddings.
@@ -54,12 +57,14 @@ class MaskPooling(keras.layers.Layer):
         self._check_shapes(masks_shape, features_shape)
         self.built = True
 
-    def call(self, masks, features=None):
+    def call(self, masks, features=None, pixel_valid=None):
         masks, features = self._split(masks, features, "masks")
         self._check_shapes(masks.shape, features.shape)
         masks = ops.cast(masks, features.dtype)
         features_size = ops.shape(features)[1:3]
         masks = resize(masks, features_size, axes=(2, 3), interpolation="bilinear")
+        if pixel_valid is not None:
+            masks = masks * ops.cast(pixel_valid, masks.dtype)[:, None]
         return ops.einsum("bnhw,bhwd->bnd", masks, features)
 
     def compute_output_shape(self, masks_shape, features_shape=None):

@@ -32,6 +32,8 @@ class MaskQueryDecoder(keras.layers.Layer):
 
     Call arguments:
         features: `[B, H, W, D]` position-embedded mask features F_s + PE.
+        pixel_valid: `[B, H, W]` valid cells (1 on the image, 0 on the padding of a canvas) or None. Padded
+            cells are masked out of the cross-attention's keys. Defaults to `None` (every cell valid).
         training: bool. Enables dropout.
 
     Returns:
@@ -118,14 +120,15 @@ class MaskQueryDecoder(keras.layers.Layer):
             block.build(queries_shape, features_shape)
         self.built = True
 
-    def call(self, features, training=None):
+    def call(self, features, pixel_valid=None, training=None):
         self._hidden_dim_of(features.shape)
         batch_size = ops.shape(features)[0]
         queries = ops.cast(self.initial_queries, self.compute_dtype)
         queries = ops.broadcast_to(queries[None], (batch_size,) + tuple(queries.shape))
         keys = flatten_spatial(features)
+        key_valid = None if pixel_valid is None else flatten_spatial(pixel_valid[..., None])[..., 0]
         for block in self.blocks:
-            queries = block(queries, keys, training=training)
+            queries = block(queries, keys, key_valid=key_valid, training=training)
         mask_logits = ops.einsum("bnd,bhwd->bnhw", queries, features)
         return queries, mask_logits
 

@@ -1,3 +1,5 @@
+import inspect
+
 import keras
 import keras_hub
 from keras import ops
@@ -9,6 +11,11 @@ from keras_openseg.layers import FPNFusion
 from keras_openseg.layers import LearnedPositionEmbedding
 from keras_openseg.layers import MaskPooling
 from keras_openseg.layers import MaskQueryDecoder
+from keras_openseg.layers.padding import PADDED_MASK_LOGIT
+from keras_openseg.layers.padding import PaddingFill
+from keras_openseg.layers.padding import PaddingGrid
+from keras_openseg.layers.padding import extent_grid
+from keras_openseg.layers.padding import valid_extent
 from keras_openseg.models.openseg_presets import OPENSEG_ARCHITECTURES
 from keras_openseg.models.preset_loading import architecture_entry
 from keras_openseg.models.preset_loading import load_checked_preset
@@ -16,6 +23,73 @@ from keras_openseg.models.preset_loading import load_checked_preset
 REGION_POOLINGS = ("sum", "mean")
 # The replaceable parts: constructor arguments, attributes and config entries of the same name.
 PARTS = ("fpn_fusion", "mask_head", "region_head", "mask_decoder", "mask_pooling")
+
+
+def backbone_inputs(inputs):
+    """`OpenSegBackbone`'s input dict from images `[B, H, W, 3]` or a dict with `images` (and `padding_mask`).
+
+    Without a `padding_mask` every pixel is valid (`padding_mask` None).
+    """
+    if isinstance(inputs, dict):
+        if "images" not in inputs:
+            raise ValueError(f"Backbone inputs given as a dict must hold `images`. Received keys {sorted(inputs)}.")
+        return {"images": inputs["images"], "padding_mask": inputs.get("padding_mask")}
+    return {"images": inputs, "padding_mask": None}
+
+
+class PaddedFeatureExtractor(keras.Model):
+    """The image encoder's pyramid as a functional model that can keep the padding of a canvas at zero.
+
+    keras_hub encoders take no padding mask. Called with `padding_mask`, this model runs the encoder's graph
+    layer by layer and sets the padded cells of every spatial (`[B, h, w, C]`) activation to zero (cell i of
+    an h-row map over an H-row canvas is padding when `i * H >= rows * h`), except the outputs of
+    `ZeroPadding2D`, whose border is the convolution's own. Every convolution then sees zeros beyond the
+    image, as it does beyond the edge of a canvas that ends at the image: the encoder's outputs on the
+    image's cells do not depend on how far the canvas reaches. Without `padding_mask` it is the plain
+    encoder graph.
+    """
+
+    def __init__(self, inputs, outputs, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+    def call(self, inputs, padding_mask=None, training=None, mask=None):
+        if padding_mask is None:
+            return super().call(inputs, training=training, mask=mask)
+        images = self._standardize_inputs(inputs)
+        canvas_size = ops.shape(images[0])[1:3]
+        rows, columns = valid_extent(ops.cast(padding_mask, "float32"))
+
+        def masked(output):
+            if len(getattr(output, "shape", ())) != 4:
+                return output
+            size = ops.shape(output)[1:3]
+            valid = extent_grid(rows, columns, canvas_size, size)
+            return ops.where(valid[..., None] > 0.0, output, ops.zeros_like(output))
+
+        def masked_operation(operation):
+            def call(*args, **kwargs):
+                if training is not None and "training" in getattr(operation, "_call_context_args", ()):
+                    kwargs["training"] = training  # as the functional graph passes it
+                outputs = operation(*args, **kwargs)
+                if isinstance(operation, keras.layers.ZeroPadding2D):
+                    return outputs
+                return keras.tree.map_structure(masked, outputs)
+
+            return call
+
+        outputs = self._run_through_graph(images, operation_fn=masked_operation)
+        return outputs[0] if isinstance(outputs, list) and len(outputs) == 1 else outputs
+
+    def compute_output_spec(self, inputs, padding_mask=None, training=None, mask=None):
+        return super().compute_output_spec(inputs, training=training, mask=mask)
+
+
+def _call_part(part, *args, **padding_kwargs):
+    """Call a (possibly replaced) part, passing the padding arguments its `call` accepts."""
+    parameters = inspect.signature(part.call).parameters
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    kwargs = {k: v for k, v in padding_kwargs.items() if takes_kwargs or k in parameters}
+    return part(*args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg")
@@ -34,7 +108,21 @@ class OpenSegBackbone(Backbone):
     the magnitudes independent of the image size, which helps low-precision training on large images.
 
     Spatial sizes are dynamic: the same weights run on any input whose sides are multiples of 32 (the
-    stride of P5), and the learned position embedding is resized to each feature map.
+    stride of P5). The learned position embedding is laid out as in training (`LearnedPositionEmbedding`):
+    feature cell (i, j) takes table cell (i, j), and only an image larger than the table stretches it (over
+    its own valid region).
+
+    Padding (keras_hub / Mask2Former-style padding masks): images of different sizes share a batch by being
+    padded at the bottom and right onto one canvas, and `padding_mask` says which pixels are the image's.
+    The normalized images are multiplied by it (so padding is exactly 0 whatever value the pipeline or the
+    canvas put there: training's and inference's padding agree by construction); at the stride-4 grid a
+    cell is valid when any of its pixels is (max pooling). Padded cells are zero in the fused features, in
+    F_s and F_z (so convolutions across the border see the same zeros in every canvas), are masked out of
+    the decoder's cross-attention keys, and get mask logit -1e4 (probability 0), so mask pooling, the mean
+    pooling's area and every per-image sum over a mask ignore them; the position embedding is laid out for
+    the image region, not the canvas. An image's outputs on its valid cells then do not depend on what it
+    is batched with, up to the image encoder's own receptive field reaching past the image border (keras_hub
+    encoders take no mask; they see zeros there in every canvas, but a different amount of them).
 
     Args:
         image_encoder: `keras_hub.models.FeaturePyramidBackbone`. Any keras_hub backbone with
@@ -85,8 +173,13 @@ class OpenSegBackbone(Backbone):
         **kwargs: `keras_hub.models.Backbone` arguments (`name`, `trainable`).
 
     Inputs:
+        Either images `[B, H, W, 3]` (every pixel valid) or a dict with `images` and, optionally,
+        `padding_mask`:
         images: `[B, H, W, 3]` float images, already normalized by the image converter; H and W multiples
             of 32.
+        padding_mask: `[B, H, W]` 1 (or True) on image pixels and 0 on padding (keras_hub's convention: 1 =
+            real), the image at the top left of the canvas. Optional: None or left out means every pixel is
+            valid.
 
     Outputs:
         A dict with `mask_logits` `[B, N, H/4, W/4]`, `region_embeddings` `[B, N, embedding_dim]` and
@@ -103,6 +196,9 @@ class OpenSegBackbone(Backbone):
     backbone = OpenSegBackbone(encoder, num_queries=4, hidden_dim=16, embedding_dim=8, decoder_heads=2)
     outputs = backbone(np.zeros((1, 64, 96, 3), "float32"))
     outputs["mask_logits"].shape  # (1, 4, 16, 24)
+    padding_mask = np.zeros((1, 64, 96), "float32")
+    padding_mask[:, :45, :70] = 1.0  # a 45 x 70 image on a 64 x 96 canvas
+    outputs = backbone({"images": np.zeros((1, 64, 96, 3), "float32"), "padding_mask": padding_mask})
     ```
     """
 
@@ -168,7 +264,7 @@ class OpenSegBackbone(Backbone):
 
         # === Layers ===
         self.image_encoder = image_encoder
-        self.feature_extractor = keras.Model(
+        self.feature_extractor = PaddedFeatureExtractor(
             image_encoder.input, {level: pyramid[level] for level in pyramid_levels}, name="feature_extractor"
         )
         # A functional model ignores `dtype=`: it computes in its layers' (the encoder's) policy, so say so.
@@ -207,19 +303,36 @@ class OpenSegBackbone(Backbone):
 
         # === Functional Model ===
         images = keras.Input(shape=image_encoder.input.shape[1:], name="images")
-        fused = self.fpn_fusion(self.feature_extractor(images))
-        mask_features = self.position_embedding(self.mask_head(fused))
-        pixel_embeddings = self.region_head(fused)
-        _, mask_logits = self.mask_decoder(mask_features)
+        # 1 on image pixels, 0 on the padding of a canvas; None (not given) means every pixel is valid.
+        padding_mask = keras.Input(
+            shape=image_encoder.input.shape[1:3], dtype="float32", name="padding_mask", optional=True
+        )
+        finest_stride = 2 ** min(int(str(level).split("_")[0][1:]) for level in pyramid_levels)
+        image_valid = PaddingGrid(1, dtype=dtype, name="image_valid")(padding_mask)
+        pixel_valid = PaddingGrid(finest_stride, dtype=dtype, name="pixel_valid")(padding_mask)
+        # One pad convention: padded pixels are exactly 0 after normalization, whatever the canvas held.
+        masked_images = PaddingFill(dtype=dtype, name="image_padding")(images, image_valid)
+        pyramid = self.feature_extractor(masked_images, padding_mask=image_valid)
+        fused = _call_part(self.fpn_fusion, pyramid, padding_mask=padding_mask)
+        fused = PaddingFill(dtype=dtype, name="fused_padding")(fused, pixel_valid)
+        mask_features = _call_part(self.mask_head, fused, pixel_valid=pixel_valid)
+        mask_features = self.position_embedding(mask_features, pixel_valid)
+        pixel_embeddings = _call_part(self.region_head, fused, pixel_valid=pixel_valid)
+        pixel_embeddings = PaddingFill(dtype=dtype, name="pixel_embeddings_padding")(pixel_embeddings, pixel_valid)
+        _, mask_logits = _call_part(self.mask_decoder, mask_features, pixel_valid=pixel_valid)
+        # Padded cells get probability 0: no sum over a mask (pooling, area, dice, pseudo labels) sees them.
+        mask_logits = PaddingFill(PADDED_MASK_LOGIT, channels_axis=1, dtype=dtype, name="mask_logits_padding")(
+            mask_logits, pixel_valid
+        )
         masks = ops.sigmoid(mask_logits)
         if not region_mask_gradient:
             masks = ops.stop_gradient(masks)
-        region_embeddings = self.mask_pooling(masks, pixel_embeddings)
+        region_embeddings = _call_part(self.mask_pooling, masks, pixel_embeddings, pixel_valid=pixel_valid)
         if region_pooling == "mean":
             area = ops.sum(ops.cast(masks, region_embeddings.dtype), axis=(2, 3))
             region_embeddings = region_embeddings / ops.maximum(area, 1e-6)[:, :, None]
         super().__init__(
-            inputs=images,
+            inputs={"images": images, "padding_mask": padding_mask},
             outputs={
                 "mask_logits": mask_logits,
                 "region_embeddings": region_embeddings,
@@ -246,6 +359,16 @@ class OpenSegBackbone(Backbone):
         self.region_mask_gradient = region_mask_gradient
         # The parts given as arguments, saved with the config; the default ones are rebuilt from it.
         self._replaced_parts = replaced_parts
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Images alone, or a dict without `padding_mask`: every pixel valid.
+        return super().__call__(backbone_inputs(inputs), *args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(backbone_inputs(inputs), training=training, mask=mask)
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        return super().compute_output_spec(backbone_inputs(inputs), training=training, mask=mask)
 
     def get_config(self):
         config = super().get_config()
