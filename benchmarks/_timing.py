@@ -87,11 +87,12 @@ def to_device(tree):
     return keras.tree.map_structure(keras.ops.convert_to_tensor, tree)
 
 
-def compiled_forward(model):
+def compiled_forward(model, jit_compile=True):
     """The inference call `model(x, training=False)` as the backend's compiled program.
 
     JAX: `jax.jit` of the stateless call (the variables are arguments, not constants). TensorFlow:
-    `tf.function(jit_compile=True)` (XLA). PyTorch: eager under `no_grad` (what Keras runs on torch by default).
+    `tf.function(jit_compile=jit_compile)` (XLA when True, TensorFlow's graph runtime with oneDNN when False).
+    PyTorch: eager under `no_grad` (what Keras runs on torch by default).
     The outputs stay on the device; call `sync` before reading a clock.
     """
     name = backend()
@@ -111,7 +112,7 @@ def compiled_forward(model):
     if name == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(lambda x: model(x, training=False), jit_compile=True, reduce_retracing=True)
+        return tf.function(lambda x: model(x, training=False), jit_compile=jit_compile, reduce_retracing=True)
     import torch
 
     def run(x):
@@ -249,7 +250,9 @@ def interleaved_seconds(fns, repeats=5, warmup=1):
 
 
 def matmul_peak_gflops(dtype="float32", n=None, repeats=7, cpu_time=False):
-    """Best GFLOP/s of an `n x n` matmul in `dtype` on the current backend and device, compiled where it can be.
+    """Best GFLOP/s of an `n x n` matmul in `dtype` on the current backend and device, XLA-compiled where it can
+    be (TensorFlow and JAX). On a CPU that is not the backend's fastest path for every dtype: `peak_gflops`
+    measures that one.
 
     `n` defaults to 2048 on a CPU and 8192 on an accelerator (big enough to saturate either). The precision
     is the backend's default for that dtype (e.g. TF32 for float32 on recent NVIDIA GPUs under JAX and
@@ -291,6 +294,110 @@ def matmul_peak_gflops(dtype="float32", n=None, repeats=7, cpu_time=False):
     if cpu_time:
         return flops / timed["min"] / 1e9, flops / timed["cpu_min"] / 1e9
     return flops / timed["min"] / 1e9
+
+
+PEAK_MATMUL_N = 2048
+# A 3x3 256 -> 256 convolution on a 128 x 128 feature map, batch 4, NHWC (FPN / head sized).
+PEAK_CONV = dict(batch=4, size=128, channels=256, kernel=3)
+PEAK_DTYPES = ("float32", "bfloat16")
+
+
+def fastest_path():
+    """What `peak_gflops` runs on the current backend: the fastest path its device has for dense math.
+
+    TensorFlow: `tf.function` without XLA (oneDNN on a CPU, cuBLAS/cuDNN on a GPU): XLA:CPU does not reach
+    oneDNN's AMX bfloat16 kernels. PyTorch: eager ATen (oneDNN on a CPU), convolutions in channels_last.
+    JAX: `jax.jit` (XLA, the only path it has).
+    """
+    return {
+        "tensorflow": "tf.function, no XLA (oneDNN / cuDNN)",
+        "torch": "eager ATen, channels_last (oneDNN / cuDNN)",
+        "jax": "jax.jit (XLA)",
+    }[backend()]
+
+
+def _peak_programs(dtype, matmul_n, conv):
+    """`{"matmul": (run, flops), "conv": (run, flops)}` on the current backend's fastest path (inputs on the
+    device, runs returning something `sync` can wait on)."""
+    name = backend()
+    accelerator = on_accelerator()
+    rng = np.random.default_rng(0)
+    n = matmul_n
+    a = rng.standard_normal((n, n)).astype("float32")
+    b = rng.standard_normal((n, n)).astype("float32")
+    batch, size, channels, kernel = conv["batch"], conv["size"], conv["channels"], conv["kernel"]
+    images = rng.standard_normal((batch, size, size, channels)).astype("float32")
+    filters = (rng.standard_normal((kernel, kernel, channels, channels)) / (kernel * channels**0.5)).astype("float32")
+    flops = {"matmul": 2.0 * n**3, "conv": 2.0 * batch * size * size * channels * channels * kernel * kernel}
+    if name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        matmul = jax.jit(jnp.matmul)
+        convolve = jax.jit(
+            lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        )
+        xa, xb = jnp.asarray(a, dtype), jnp.asarray(b, dtype)
+        xi, xw = jnp.asarray(images, dtype), jnp.asarray(filters, dtype)
+        runs = {"matmul": lambda: matmul(xa, xb), "conv": lambda: convolve(xi, xw)}
+    elif name == "tensorflow":
+        import tensorflow as tf
+
+        matmul = tf.function(tf.matmul, jit_compile=False)
+        convolve = tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"), jit_compile=False)
+        xa, xb = tf.cast(tf.constant(a), dtype), tf.cast(tf.constant(b), dtype)
+        xi, xw = tf.cast(tf.constant(images), dtype), tf.cast(tf.constant(filters), dtype)
+        if accelerator:
+            runs = {"matmul": lambda: matmul(xa, xb), "conv": lambda: convolve(xi, xw)}
+        else:  # reading one value waits for the op
+            runs = {"matmul": lambda: matmul(xa, xb)[0, 0].numpy(), "conv": lambda: convolve(xi, xw)[0, 0, 0].numpy()}
+    else:
+        import torch
+
+        device = "cuda" if accelerator else "cpu"
+        torch_dtype = getattr(torch, dtype)
+        xa = torch.from_numpy(a).to(device=device, dtype=torch_dtype)
+        xb = torch.from_numpy(b).to(device=device, dtype=torch_dtype)
+        channels_last = torch.channels_last
+        xi = torch.from_numpy(images).permute(0, 3, 1, 2).to(device=device, dtype=torch_dtype)
+        xi = xi.contiguous(memory_format=channels_last)
+        xw = torch.from_numpy(filters).permute(3, 2, 0, 1).to(device=device, dtype=torch_dtype)
+        xw = xw.contiguous(memory_format=channels_last)
+
+        def convolve():
+            with torch.no_grad():
+                return torch.nn.functional.conv2d(xi, xw, padding=kernel // 2)
+
+        runs = {"matmul": lambda: torch.matmul(xa, xb), "conv": convolve}
+    return {key: (runs[key], flops[key]) for key in runs}
+
+
+def peak_gflops(dtypes=PEAK_DTYPES, repeats=5, matmul_n=None, conv=None):
+    """The backend's peak GFLOP/s per dtype on its fastest path (`fastest_path`): a square matmul and a 3x3
+    convolution (`PEAK_CONV`), best of `repeats` timed calls after two warm-up calls, taken in turns.
+
+    Returns `{dtype: {"matmul": GFLOP/s, "conv": GFLOP/s, "best": the larger}}` (also `..._cputime`, per CPU
+    second of this process). A dtype the backend cannot run on its device maps to None.
+    """
+    matmul_n = matmul_n or (8192 if on_accelerator() else PEAK_MATMUL_N)
+    conv = conv or PEAK_CONV
+    result = {}
+    for dtype in dtypes:
+        try:
+            programs = _peak_programs(dtype, matmul_n, conv)
+            timed = interleaved_seconds({k: run for k, (run, _) in programs.items()}, repeats=repeats, warmup=2)
+        except Exception as error:  # e.g. a dtype without kernels on this device
+            result[dtype] = None
+            print(f"peak_gflops: {backend()} {dtype}: {error}", file=sys.stderr)
+            continue
+        row = {}
+        for key, (_, flops) in programs.items():
+            row[key] = flops / timed[key]["min"] / 1e9
+            row[f"{key}_cputime"] = flops / timed[key]["cpu_min"] / 1e9
+        row["best"] = max(row["matmul"], row["conv"])
+        row["best_cputime"] = max(row["matmul_cputime"], row["conv_cputime"])
+        result[dtype] = row
+    return result
 
 
 def set_dtype(dtype):

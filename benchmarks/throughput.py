@@ -3,23 +3,35 @@
     python benchmarks/throughput.py                                   # reference + tiny, every backend here
     python benchmarks/throughput.py --configs tiny --backends jax --json out.json
     python benchmarks/throughput.py --configs reference --backends jax --breakdown   # per-component profile
-    python benchmarks/throughput.py --dtype bfloat16                  # keras mixed precision (GPU/TPU)
+    python benchmarks/throughput.py --configs reference --backends tensorflow,torch --dtype float32,bfloat16
+    python benchmarks/throughput.py --peaks-only                      # each backend's peak table, nothing else
 
 Each backend runs in its own interpreter (KERAS_BACKEND is fixed at import) on its default device (a GPU
 when the backend sees one, else the CPU). In that interpreter one run measures, in turns so that load drifts
 hit every program alike:
 
-- the matmul peak of the backend in `--dtype` (best of a square matmul, before and after the models);
+- the backend's peak per dtype on its fastest path (`_timing.peak_gflops`: a 2048^2 matmul and a 3x3
+  256->256 convolution at 128x128, batch 4, NHWC, in float32 and bfloat16; TensorFlow through oneDNN without
+  XLA, PyTorch channels_last, JAX through XLA), in a process of its own per backend, printed as a table;
 - OpenSeg inference (`OpenSegBackbone`, every output) and one training step of `OpenSegModel`
   (L_G + alpha L_S, SGD with momentum; K=16 caption words, M=32 label masks at image size, the training
   recipe's defaults);
 - the image encoder alone, and keras_hub's `DeepLabV3ImageSegmenter` (DeepLabV3+: ASPP on P5, P2 decoder,
   150 classes) on the same encoder at the same size: the closed-vocabulary peer.
 
-Inference runs as the backend's compiled program (JAX jit, TensorFlow XLA; PyTorch eager, Keras' default
-there) on inputs already on the device. FLOPs per image come from XLA's cost analysis of the compiled JAX
-programs (the same Keras models; on a JAX worker of its own when JAX is not among `--backends`), so every
-backend's `mfu = achieved GFLOP/s / matmul peak GFLOP/s` counts the same work.
+Inference runs as the backend's compiled program (JAX jit; TensorFlow `tf.function`, with XLA when
+`--jit` says so, by default `keras_openseg.models.compilation.default_jit_compile`; PyTorch eager, Keras'
+default there) on inputs already on the device; training compiles with the same `jit_compile`. FLOPs per
+image come from XLA's cost analysis of the compiled JAX float32 programs (the same Keras models; on a JAX
+worker of its own when JAX is not among `--backends`), so every backend and dtype counts the same work.
+`mfu` is achieved GFLOP/s over the backend's own peak in the row's dtype (the better of its matmul and
+conv); `mfu_machine` over the machine's best (the fastest backend x dtype of the peak table). With both
+float32 and bfloat16 in `--dtype`, a last table gives each backend's bfloat16 / float32 speed-up.
+
+Memory: each worker reports its own process's peak resident set (`ru_maxrss`) minus the level after its
+imports (`process_peak_rss_mb`), and the resident-set growth over the training step alone
+(`train_peak_rss_mb`, Linux VmHWM reset before the step); `fits_8gb` says whether the process stayed below
+8 GiB. JAX also reports XLA's buffer assignment of the train step (`xla_train_peak_mb`, JAX only).
 
 The reference config is the one the performance issue fixes: a ResNet-50 keras_hub encoder (random weights;
 nothing is downloaded), 512x512, N=128 queries, hidden 256, embedding 512, batch 4. Absolute numbers on a
@@ -65,16 +77,24 @@ COLUMNS = [
     "train_images_per_s",
     "gflops_per_image",
     "achieved_gflops",
-    "matmul_peak_gflops",
+    "jit_compile",
+    "peak_gflops",
     "mfu",
+    "mfu_machine",
+    "train_mfu",
+    "train_mfu_machine",
     "encoder_mfu",
     "deeplab_time_ratio",
     "deeplab_mfu",
-    "train_mfu",
     "mfu_cputime",
-    "encoder_mfu_cputime",
-    "deeplab_mfu_cputime",
+    "process_peak_rss_mb",
+    "train_peak_rss_mb",
+    "fits_8gb",
+    "load_before",
 ]
+PEAK_COLUMNS = ["backend", "path", "fp32_matmul", "fp32_conv", "bf16_matmul", "bf16_conv", "load"]
+SPEEDUP_COLUMNS = ["backend", "config", "infer_bf16_over_fp32", "train_bf16_over_fp32", "load"]
+GIB = 2**30
 BREAKDOWN_COLUMNS = [
     "backend",
     "config",
@@ -197,49 +217,82 @@ def breakdown_pieces(backbone, image_size):
     ]
 
 
-def measure(config_name, dtype, breakdown, repeats):
-    """Runs in the benchmark's per-backend interpreter; returns times, the peak and (JAX) FLOPs."""
+def resolve_jit(jit, dtype):
+    """`--jit` -> the `jit_compile` of this backend: JAX always compiles, torch runs eagerly, TensorFlow
+    follows `jit` (`auto`: `keras_openseg.models.compilation.default_jit_compile`)."""
     import keras
+
+    from keras_openseg.models.compilation import default_jit_compile
+
+    name = keras.backend.backend()
+    if name != "tensorflow":
+        return name == "jax"
+    if jit == "auto":
+        return default_jit_compile("float32" if dtype == "float32" else f"mixed_{dtype}")
+    return jit == "on"
+
+
+def max_rss_bytes():
+    """This process's peak resident set so far (`ru_maxrss`, KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True):
+    """Runs in the benchmark's per-backend interpreter; returns times, memory and (JAX) FLOPs."""
+    import keras
+    from _timing import PeakMemory
     from _timing import device_description
     from _timing import interleaved_seconds
     from _timing import load_average
-    from _timing import matmul_peak_gflops
     from _timing import set_dtype
     from _timing import sync
+
+    import keras_openseg.models  # noqa: F401  (the imports belong to the baseline)
 
     name = keras.backend.backend()
     config = CONFIGS[config_name]
     repeats = repeats or config["repeats"]
     set_dtype(dtype)
+    jit_compile = resolve_jit(jit, dtype)
+    baseline_rss = max_rss_bytes()
     result = {"backend": name, "config": config_name, "dtype": dtype, "device": device_description()}
+    result["jit_compile"] = jit_compile
     result["load_before"] = load_average()
-    peaks = [matmul_peak_gflops(dtype, cpu_time=True)]
-    model, programs, (images, x, y) = prepare(config)
+    model, programs, (images, x, y) = prepare(config, jit_compile)
+    if not peers:
+        programs = {"openseg": programs["openseg"]}
     start = time.perf_counter()
     for program in programs.values():
         sync(program(images))
     result["compile_seconds"] = time.perf_counter() - start
-    timed = interleaved_seconds({k: (lambda p=p: p(images)) for k, p in programs.items()}, repeats=repeats)
+    timed = interleaved_seconds(
+        {k: (lambda p=p: p(images)) for k, p in programs.items()}, repeats=repeats, warmup=warmup
+    )
     result["seconds"] = {k: v["min"] for k, v in timed.items()}
     result["cpu_seconds"] = {k: v["cpu_min"] for k, v in timed.items()}
     result["all_seconds"] = {k: v["times"] for k, v in timed.items()}
 
-    jit = name != "torch"  # Keras runs torch eagerly unless asked for torch.compile
-    model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9), jit_compile=jit)
-    # keras.Model's own train_on_batch: keras_hub's PipelineModel override converts `y` with one
-    # convert_to_tensor call, which fails on the label dict (fit is unaffected).
-    train_step = lambda: keras.Model.train_on_batch(model, x, y)  # noqa: E731
-    train = interleaved_seconds({"train": train_step}, repeats=repeats, warmup=2)
-    result["seconds"]["train"] = train["train"]["min"]
-    result["cpu_seconds"]["train"] = train["train"]["cpu_min"]
-    result["all_seconds"]["train"] = train["train"]["times"]
-    peaks.append(matmul_peak_gflops(dtype, cpu_time=True))
-    result["matmul_peak_gflops"] = max(wall for wall, _ in peaks)
-    result["matmul_peak_cpu_gflops"] = max(cpu for _, cpu in peaks)
-    result["matmul_peaks"] = [wall for wall, _ in peaks]
+    if train:
+        model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9), jit_compile=jit_compile)
+        # keras.Model's own train_on_batch: keras_hub's PipelineModel override converts `y` with one
+        # convert_to_tensor call, which fails on the label dict (fit is unaffected).
+        losses = {}
+        train_step = lambda: losses.update(keras.Model.train_on_batch(model, x, y, return_dict=True))  # noqa: E731
+        tracker = PeakMemory()
+        tracker.reset()
+        timed = interleaved_seconds({"train": train_step}, repeats=repeats, warmup=max(warmup, 1))
+        result["train_peak_rss_bytes"] = tracker.peak_bytes()
+        result["train_losses"] = {k: float(keras.ops.convert_to_numpy(v)) for k, v in losses.items()}
+        result["seconds"]["train"] = timed["train"]["min"]
+        result["cpu_seconds"]["train"] = timed["train"]["cpu_min"]
+        result["all_seconds"]["train"] = timed["train"]["times"]
     result["batch_size"] = config["batch_size"]
+    result["baseline_rss_bytes"] = baseline_rss
+    result["max_rss_bytes"] = max_rss_bytes()
 
-    piece_programs = compiled_pieces(model, images, config) if breakdown else None
+    piece_programs = compiled_pieces(model, images, config, jit_compile) if breakdown else None
     if breakdown:
         timed = interleaved_seconds(
             {piece: (lambda p=p, i=i: p(i)) for piece, (p, i) in piece_programs.items()}, repeats=repeats
@@ -247,10 +300,28 @@ def measure(config_name, dtype, breakdown, repeats):
         result["piece_seconds"] = {k: v["min"] for k, v in timed.items()}
         result["piece_cpu_seconds"] = {k: v["cpu_min"] for k, v in timed.items()}
 
-    if name == "jax":
+    if name == "jax" and dtype == "float32":
         result["flops"] = jax_flops(programs, model, images, x, y, piece_programs)
     result["load_after"] = load_average()
     return result
+
+
+def measure_peaks(repeats):
+    """Runs in a per-backend interpreter: the backend's peak table row (`_timing.peak_gflops`)."""
+    import keras
+    from _timing import device_description
+    from _timing import fastest_path
+    from _timing import load_average
+    from _timing import peak_gflops
+
+    return {
+        "backend": keras.backend.backend(),
+        "device": device_description(),
+        "path": fastest_path(),
+        "load_before": load_average(),
+        "peaks": peak_gflops(repeats=repeats or 5),
+        "load_after": load_average(),
+    }
 
 
 def jax_flops(programs, model, images, x, y, piece_programs=None):
@@ -275,14 +346,15 @@ def count_flops(config_name, dtype, breakdown):
     config = CONFIGS[config_name]
     set_dtype(dtype)
     model, programs, (images, x, y) = prepare(config)
-    model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9))
+    model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9), jit_compile=True)
     keras.Model.train_on_batch(model, x, y)  # builds the optimizer and metric variables
     piece_programs = compiled_pieces(model, images, config) if breakdown else None
     return {"flops": jax_flops(programs, model, images, x, y, piece_programs)}
 
 
-def prepare(config):
-    """The seeded models of `config`, their compiled forward programs and a batch on the device.
+def prepare(config, jit_compile=True):
+    """The seeded models of `config`, their compiled forward programs and a batch on the device
+    (`jit_compile`: whether TensorFlow's programs use XLA).
 
     Returns `(model, {"openseg", "deeplab", "encoder": program}, (images, x, y))`.
     """
@@ -294,14 +366,14 @@ def prepare(config):
     model, deeplab, encoder = build_models(config)
     images, x, y = (to_device(part) for part in make_batch(config))
     programs = {
-        "openseg": compiled_forward(model.backbone),
-        "deeplab": compiled_forward(deeplab),
-        "encoder": compiled_forward(encoder),
+        "openseg": compiled_forward(model.backbone, jit_compile),
+        "deeplab": compiled_forward(deeplab, jit_compile),
+        "encoder": compiled_forward(encoder, jit_compile),
     }
     return model, programs, (images, x, y)
 
 
-def compiled_pieces(model, images, config):
+def compiled_pieces(model, images, config, jit_compile=True):
     """`{piece: (compiled program, its input)}` for the backbone's components (`breakdown_pieces`), each
     fed the output of the pieces before it."""
     from _timing import compiled_forward
@@ -310,29 +382,52 @@ def compiled_pieces(model, images, config):
     outputs = {"images": images}
     pieces = {}
     for piece, piece_model, input_from in breakdown_pieces(model.backbone, config["image_size"]):
-        program = compiled_forward(piece_model)
+        program = compiled_forward(piece_model, jit_compile)
         outputs[piece] = sync(program(input_from(outputs)))
         pieces[piece] = (program, input_from(outputs))
     return pieces
 
 
-def summarize(measured, flops):
-    """One table row from a backend's times and the (JAX) FLOPs of the same config."""
+def machine_best(peaks):
+    """The fastest `(GFLOP/s, backend, dtype, kind)` of a peak table `{backend: {dtype: {...}}}`, or None."""
+    best = None
+    for backend_name, by_dtype in (peaks or {}).items():
+        for dtype, row in by_dtype.items():
+            for kind in ("matmul", "conv"):
+                if row and row.get(kind) and (best is None or row[kind] > best[0]):
+                    best = (row[kind], backend_name, dtype, kind)
+    return best
+
+
+def summarize(measured, flops, peaks=None):
+    """One table row from a backend's times, the (JAX) FLOPs of the same config and the peak table."""
     b = measured["batch_size"]
     seconds = measured["seconds"]
-    peak = measured["matmul_peak_gflops"]
+    own = ((peaks or {}).get(measured["backend"]) or {}).get(measured["dtype"])
+    peak = own["best"] if own else None
+    best = machine_best(peaks)
+    baseline = measured.get("baseline_rss_bytes")
+    max_rss = measured.get("max_rss_bytes")
+    train_rss = measured.get("train_peak_rss_bytes")
     row = {
         "backend": measured["backend"],
         "config": measured["config"],
         "dtype": measured["dtype"],
         "device": measured["device"],
+        "jit_compile": measured.get("jit_compile"),
         "infer_images_per_s": b / seconds["openseg"],
-        "train_images_per_s": b / seconds["train"],
-        "matmul_peak_gflops": peak,
-        "deeplab_time_ratio": seconds["openseg"] / seconds["deeplab"],
-        "encoder_time_ratio": seconds["openseg"] / seconds["encoder"],
+        "train_images_per_s": b / seconds["train"] if "train" in seconds else None,
+        "peak_gflops": peak,
+        "machine_best_gflops": best[0] if best else None,
+        "machine_best": f"{best[1]} {best[2]} {best[3]}" if best else None,
+        "deeplab_time_ratio": seconds["openseg"] / seconds["deeplab"] if "deeplab" in seconds else None,
+        "encoder_time_ratio": seconds["openseg"] / seconds["encoder"] if "encoder" in seconds else None,
         "seconds_per_batch": seconds,
-        "matmul_peaks": measured["matmul_peaks"],
+        "train_losses": measured.get("train_losses"),
+        "process_peak_rss_mb": (max_rss - baseline) / 2**20 if max_rss and baseline else None,
+        "process_max_rss_mb": max_rss / 2**20 if max_rss else None,
+        "train_peak_rss_mb": train_rss / 2**20 if train_rss is not None else None,
+        "fits_8gb": bool(max_rss < 8 * GIB) if max_rss else None,
         "load_before": measured["load_before"],
         "load_after": measured["load_after"],
         "flops_source": None,
@@ -340,44 +435,84 @@ def summarize(measured, flops):
     if flops:
 
         def gflops(name):
-            return flops[name]["flops"] / b / 1e9
+            return flops[name]["flops"] / b / 1e9 if name in flops else None
 
-        def mfu(name):
-            return gflops(name) * b / seconds[name] / peak
+        def achieved(name):
+            return gflops(name) * b / seconds[name]
+
+        def ratio(name, denominator):
+            return achieved(name) / denominator if denominator and name in seconds and name in flops else None
 
         def mfu_cputime(name):
             cpu = measured.get("cpu_seconds", {}).get(name)
-            cpu_peak = measured.get("matmul_peak_cpu_gflops")
+            cpu_peak = own.get("best_cputime") if own else None
             return gflops(name) * b / cpu / cpu_peak if cpu and cpu_peak else None
 
+        machine = best[0] if best else None
         row.update(
             {
-                "flops_source": "xla_cost_analysis(jax)",
+                "flops_source": "xla_cost_analysis(jax, float32)",
                 "gflops_per_image": gflops("openseg"),
-                "achieved_gflops": gflops("openseg") * b / seconds["openseg"],
-                "mfu": mfu("openseg"),
+                "achieved_gflops": achieved("openseg"),
+                "mfu": ratio("openseg", peak),
+                "mfu_machine": ratio("openseg", machine),
                 "encoder_gflops_per_image": gflops("encoder"),
-                "encoder_mfu": mfu("encoder"),
+                "encoder_mfu": ratio("encoder", peak),
                 "deeplab_gflops_per_image": gflops("deeplab"),
-                "deeplab_mfu": mfu("deeplab"),
+                "deeplab_mfu": ratio("deeplab", peak),
                 "train_gflops_per_image": gflops("train"),
-                "train_mfu": mfu("train"),
+                "train_mfu": ratio("train", peak),
+                "train_mfu_machine": ratio("train", machine),
                 "mfu_cputime": mfu_cputime("openseg"),
-                "encoder_mfu_cputime": mfu_cputime("encoder"),
-                "deeplab_mfu_cputime": mfu_cputime("deeplab"),
                 "train_mfu_cputime": mfu_cputime("train"),
-                "openseg_peak_mb_per_batch": flops["openseg"].get("peak_bytes", 0) / 2**20,
-                "train_peak_mb_per_batch": flops["train"].get("peak_bytes", 0) / 2**20,
+                "xla_openseg_peak_mb": flops["openseg"].get("peak_bytes", 0) / 2**20,
+                "xla_train_peak_mb": flops["train"].get("peak_bytes", 0) / 2**20,
             }
         )
     return row
 
 
-def breakdown_rows(measured, flops):
+def peak_rows(peaks, loads=None):
+    """The peak table: one row per backend, GFLOP/s of each kind x dtype."""
+    rows = []
+    for backend_name, by_dtype in peaks.items():
+        row = {"backend": backend_name, "path": (loads or {}).get(backend_name, {}).get("path")}
+        for dtype, short in (("float32", "fp32"), ("bfloat16", "bf16")):
+            for kind in ("matmul", "conv"):
+                row[f"{short}_{kind}"] = (by_dtype.get(dtype) or {}).get(kind)
+        row["load"] = (loads or {}).get(backend_name, {}).get("load_before")
+        rows.append(row)
+    return rows
+
+
+def speedup_rows(rows):
+    """bfloat16 / float32 images/s per backend and config, where both dtypes were measured."""
+    by_key = {(r["backend"], r["config"], r["dtype"]): r for r in rows}
+    result = []
+    for (backend_name, config, dtype), row in by_key.items():
+        base = by_key.get((backend_name, config, "float32"))
+        if dtype != "bfloat16" or base is None:
+            continue
+        result.append(
+            {
+                "backend": backend_name,
+                "config": config,
+                "infer_bf16_over_fp32": row["infer_images_per_s"] / base["infer_images_per_s"],
+                "train_bf16_over_fp32": (
+                    row["train_images_per_s"] / base["train_images_per_s"] if base["train_images_per_s"] else None
+                ),
+                "load": row["load_before"],
+            }
+        )
+    return result
+
+
+def breakdown_rows(measured, flops, peaks=None):
     if "piece_seconds" not in measured:
         return []
     b = measured["batch_size"]
-    peak = measured["matmul_peak_gflops"]
+    own = ((peaks or {}).get(measured["backend"]) or {}).get(measured["dtype"]) or {}
+    peak = own.get("best")
     total = sum(measured["piece_seconds"].values())
     rows = []
     for piece, seconds in measured["piece_seconds"].items():
@@ -392,24 +527,45 @@ def breakdown_rows(measured, flops):
         if piece_flops:
             row["gflops_per_image"] = piece_flops["flops"] / b / 1e9
             row["achieved_gflops"] = piece_flops["flops"] / seconds / 1e9
-            row["mfu"] = row["achieved_gflops"] / peak
+            row["mfu"] = row["achieved_gflops"] / peak if peak else None
             cpu = measured.get("piece_cpu_seconds", {}).get(piece)
-            if cpu and measured.get("matmul_peak_cpu_gflops"):
-                row["mfu_cputime"] = piece_flops["flops"] / cpu / 1e9 / measured["matmul_peak_cpu_gflops"]
+            if cpu and own.get("best_cputime"):
+                row["mfu_cputime"] = piece_flops["flops"] / cpu / 1e9 / own["best_cputime"]
         rows.append(row)
     return rows
+
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="reference,tiny", help="comma-separated: " + ", ".join(CONFIGS))
     parser.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated; missing ones skipped")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="float32", help="comma-separated: " + ", ".join(DTYPES))
+    parser.add_argument(
+        "--jit",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="TensorFlow's jit_compile (XLA) for inference and training; auto: the package's default_jit_compile",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per program (default: config's)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per program first (default 1)")
     parser.add_argument("--breakdown", action="store_true", help="also time and count each backbone component")
+    parser.add_argument("--peaks-only", action="store_true", help="print each backend's peak table and stop")
+    parser.add_argument("--no-peers", action="store_true", help="time OpenSeg only (no DeepLabV3+, no bare encoder)")
+    parser.add_argument("--no-train", action="store_true", help="time inference only")
     parser.add_argument("--json", help="write the rows as JSON here")
-    parser.add_argument("--_worker", choices=["measure", "flops"], help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    parser.add_argument("--flops-from", help="reuse the FLOP counts of an earlier --json (same configs)")
+    parser.add_argument("--peaks-from", help="reuse the peak table of an earlier --json instead of measuring it")
+    parser.add_argument("--_worker", choices=["measure", "flops", "peaks"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    dtypes = [d for d in args.dtype.split(",") if d]
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown or not dtypes:
+        parser.error(f"--dtype: unknown {unknown}; choose from {list(DTYPES)}")
+    args.dtypes = dtypes
+    return args
 
 
 def main(argv=None):
@@ -419,11 +575,16 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)}")
     if args._worker:
-        (config,) = configs
-        if args._worker == "measure":
-            result = measure(config, args.dtype, args.breakdown, args.repeats)
+        if args._worker == "peaks":
+            result = measure_peaks(args.repeats)
+        elif args._worker == "measure":
+            (config,), (dtype,) = configs, args.dtypes
+            result = measure(
+                config, dtype, args.breakdown, args.repeats, args.jit, args.warmup, not args.no_peers, not args.no_train
+            )
         else:
-            result = count_flops(config, args.dtype, args.breakdown)
+            (config,), (dtype,) = configs, args.dtypes
+            result = count_flops(config, dtype, args.breakdown)
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -435,35 +596,70 @@ def main(argv=None):
     missing = [b for b in backends if not backend_available(b)]
     if missing:
         print(f"skipping backends that cannot be imported here: {missing}", file=sys.stderr)
-    # JAX first: its worker also returns the FLOPs every row uses.
+    # JAX first: its float32 worker also returns the FLOPs every row uses.
     backends = sorted((b for b in backends if b not in missing), key=lambda b: b != "jax")
 
-    def worker(backend_name, kind, config):
-        flags = ["--configs", config, "--dtype", args.dtype, "--_worker", kind]
+    def worker(backend_name, kind, config=None, dtype="float32"):
+        flags = ["--_worker", kind, "--dtype", dtype, "--jit", args.jit, "--warmup", str(args.warmup)]
+        flags += ["--configs", config] if config else []
         flags += ["--breakdown"] if args.breakdown else []
+        flags += ["--no-peers"] if args.no_peers else []
+        flags += ["--no-train"] if args.no_train else []
         flags += ["--repeats", str(args.repeats)] if args.repeats else []
         return run_in_backend(backend_name, os.path.abspath(__file__), flags)
 
+    # Each backend's peak in a process of its own, before any model (nothing else in memory).
+    if args.peaks_from:
+        with open(args.peaks_from) as f:
+            peak_results = json.load(f)["peaks"]
+    else:
+        peak_results = {name: worker(name, "peaks") for name in backends}
+    peaks = {name: result["peaks"] for name, result in peak_results.items()}
+    print_table(peak_rows(peaks, peak_results), PEAK_COLUMNS)
+    best = machine_best(peaks)
+    if best:
+        print(f"machine's best: {best[0]:.0f} GFLOP/s ({best[1]} {best[2]} {best[3]})")
+    sys.stdout.flush()
+    if args.peaks_only:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"peaks": peak_results}, f, indent=2)
+        return 0
+
+    earlier = {}
+    if args.flops_from:
+        with open(args.flops_from) as f:
+            earlier = {r["config"]: r["flops"] for r in json.load(f)["raw"] if r.get("flops")}
     rows, pieces, raw = [], [], []
     for config in configs:
-        measured = [worker(name, "measure", config) for name in backends]
-        flops = next((m["flops"] for m in measured if "flops" in m), None)
-        if flops is None and backend_available("jax"):
-            flops = worker("jax", "flops", config)["flops"]
-        for m in measured:
-            rows.append(summarize(m, flops))
-            pieces.extend(breakdown_rows(m, flops))
-            raw.append(dict(m, flops=flops))
-        print_table(rows[-len(measured) :], COLUMNS)
-    if len(configs) > 1:
+        flops = earlier.get(config)
+        for dtype in args.dtypes:
+            measured = [worker(name, "measure", config, dtype) for name in backends]
+            flops = flops or next((m["flops"] for m in measured if "flops" in m), None)
+            if flops is None and backend_available("jax"):
+                flops = worker("jax", "flops", config)["flops"]
+            for m in measured:
+                rows.append(summarize(m, flops, peaks))
+                pieces.extend(breakdown_rows(m, flops, peaks))
+                raw.append(dict(m, flops=flops))
+            print_table(rows[-len(measured) :], COLUMNS)
+    if len(rows) > len(backends):
         print()
         print_table(rows, COLUMNS)
+    speedups = speedup_rows(rows)
+    if speedups:
+        print()
+        print_table(speedups, SPEEDUP_COLUMNS)
     if pieces:
         print()
         print_table(pieces, BREAKDOWN_COLUMNS)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "breakdown": pieces, "raw": raw}, f, indent=2)
+            json.dump(
+                {"peaks": peak_results, "rows": rows, "speedups": speedups, "breakdown": pieces, "raw": raw},
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -5,6 +5,7 @@ import pathlib
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
@@ -15,6 +16,7 @@ import conv_gradient  # noqa: E402
 import throughput  # noqa: E402
 from _timing import PeakMemory  # noqa: E402
 from _timing import matmul_peak_gflops  # noqa: E402
+from _timing import peak_gflops  # noqa: E402
 from _timing import print_table  # noqa: E402
 
 
@@ -26,8 +28,9 @@ def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
         "device": "cpu",
         "batch_size": 2,
         "seconds": {"openseg": 0.5, "deeplab": 0.25, "encoder": 0.1, "train": 2.0},
-        "matmul_peak_gflops": 100.0,
-        "matmul_peaks": [100.0],
+        "baseline_rss_bytes": 2**30,
+        "max_rss_bytes": 3 * 2**30,
+        "train_peak_rss_bytes": 2**29,
         "load_before": 1.0,
         "load_after": 1.0,
         "piece_seconds": {"encoder": 0.1, "mask_pooling": 0.3},
@@ -39,16 +42,31 @@ def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
         "train": {"flops": 120e9},
         "pieces": {"encoder": {"flops": 6e9}, "mask_pooling": {"flops": 3e9}},
     }
-    row = throughput.summarize(measured, flops)
+    # The backend's own peak in the row's dtype is the better of its matmul and conv; the machine's best is
+    # the fastest backend x dtype.
+    peaks = {
+        "jax": {"float32": {"matmul": 90.0, "conv": 100.0, "best": 100.0}, "bfloat16": None},
+        "torch": {
+            "float32": {"matmul": 50.0, "conv": 60.0, "best": 60.0},
+            "bfloat16": {"matmul": 400.0, "conv": 500.0},
+        },
+    }
+    assert throughput.machine_best(peaks) == (500.0, "torch", "bfloat16", "conv")
+    row = throughput.summarize(measured, flops, peaks)
     assert row["infer_images_per_s"] == pytest.approx(4.0)
     assert row["gflops_per_image"] == pytest.approx(20.0)
     assert row["achieved_gflops"] == pytest.approx(80.0)
+    assert row["peak_gflops"] == 100.0
     assert row["mfu"] == pytest.approx(0.8)
+    assert row["mfu_machine"] == pytest.approx(80.0 / 500.0)
+    assert row["train_mfu_machine"] == pytest.approx(60.0 / 500.0)
+    assert row["process_peak_rss_mb"] == pytest.approx(2048.0) and row["train_peak_rss_mb"] == pytest.approx(512.0)
+    assert row["fits_8gb"] is True
     assert row["deeplab_time_ratio"] == pytest.approx(2.0)
     assert row["deeplab_mfu"] == pytest.approx(0.4)
     assert row["encoder_mfu"] == pytest.approx(0.6)
     assert row["train_mfu"] == pytest.approx(0.6)
-    pieces = throughput.breakdown_rows(measured, flops)
+    pieces = throughput.breakdown_rows(measured, flops, peaks)
     assert [p["piece"] for p in pieces] == ["encoder", "mask_pooling"]
     assert pieces[1]["time_share"] == pytest.approx(0.75)
     assert pieces[1]["mfu"] == pytest.approx(0.1)
@@ -58,10 +76,30 @@ def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
     json.dumps(row)  # what --json writes
     # No FLOPs (no JAX anywhere): times and ratios still, no mfu.
     assert throughput.summarize(measured, None).get("mfu") is None
+    # bfloat16 / float32 speed-up per backend and config.
+    half = dict(measured, dtype="bfloat16", seconds={**measured["seconds"], "openseg": 0.125, "train": 1.0})
+    (speedup,) = throughput.speedup_rows([row, throughput.summarize(half, flops, peaks)])
+    assert speedup["infer_bf16_over_fp32"] == pytest.approx(4.0) and speedup["train_bf16_over_fp32"] == pytest.approx(
+        2.0
+    )
+    (peak_row,) = throughput.peak_rows({"jax": peaks["jax"]})
+    assert peak_row["fp32_conv"] == 100.0 and peak_row["bf16_matmul"] is None
+    print_table([peak_row], throughput.PEAK_COLUMNS)
+
+
+def test_dtype_and_jit_options():
+    args = throughput.parse_args(["--dtype", "float32,bfloat16", "--jit", "off", "--warmup", "2"])
+    assert (args.dtypes, args.jit, args.warmup) == (["float32", "bfloat16"], "off", 2)
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--dtype", "int8"])
 
 
 def test_peak_and_memory_helpers():
     assert matmul_peak_gflops(n=128, repeats=2) > 0
+    peaks = peak_gflops(repeats=1, matmul_n=64, conv=dict(batch=1, size=8, channels=8, kernel=3))
+    for dtype in ("float32", "bfloat16"):  # every backend runs both on a CPU
+        assert peaks[dtype]["matmul"] > 0 and peaks[dtype]["conv"] > 0
+        assert peaks[dtype]["best"] == max(peaks[dtype]["matmul"], peaks[dtype]["conv"])
     tracker = PeakMemory()
     tracker.reset()
     peak = tracker.peak_bytes()
@@ -71,6 +109,8 @@ def test_peak_and_memory_helpers():
 @pytest.mark.slow
 def test_throughput_tiny_config():
     result = throughput.measure("tiny", "float32", breakdown=True, repeats=1)
+    assert result["max_rss_bytes"] >= result["baseline_rss_bytes"] > 0
+    assert all(np.isfinite(value) for value in result["train_losses"].values())
     assert set(result["seconds"]) == {"openseg", "deeplab", "encoder", "train"}
     assert set(result["piece_seconds"]) == {
         "encoder",
