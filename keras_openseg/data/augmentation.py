@@ -45,6 +45,25 @@ def _random_offset(seed, slack):
     return tf.random.stateless_uniform([], seed, 0, tf.maximum(slack, 0) + 1, dtype=tf.int32)
 
 
+def padding_mask(geometry, image_size):
+    """The `[image_size, image_size]` float32 padding mask of `apply_geometry`'s output: 1 on the image's pixels.
+
+    The resized image, cropped to at most `image_size` per side and flipped, sits at the top left; the rest is
+    padding (0). The model multiplies its normalized images by this mask, so the padding is 0 after
+    normalization, as at inference (`keras_openseg.models.image_batching.ImageCanvas`).
+
+    Args:
+        geometry: `Geometry` from `random_geometry`.
+        image_size: int. Output side.
+
+    Returns:
+        tensor [image_size, image_size] float32 of 0 / 1.
+    """
+    rows = tf.range(image_size) < tf.minimum(geometry.height, image_size)
+    columns = tf.range(image_size) < tf.minimum(geometry.width, image_size)
+    return tf.cast(tf.logical_and(rows[:, None], columns[None, :]), tf.float32)
+
+
 def apply_geometry(tensor, geometry, image_size, method="bilinear"):
     """Resizes, crops, flips and pads a [H, W, C] tensor to [image_size, image_size, C].
 

@@ -65,8 +65,10 @@ def make_training_dataset(
         drop_remainder: bool. Drop the last partial batch. Defaults to `True`.
 
     Returns:
-        `tf.data.Dataset` of `(x, y)`: x = {"images" float32 [B, S, S, 3] in 0..255, "word_embeddings" float32
-        [B, K, E], "word_valid" bool [B, K]}, y = {"masks" float32 [B, M, S, S] of 0/1, "mask_valid" bool [B, M]}.
+        `tf.data.Dataset` of `(x, y)`: x = {"images" float32 [B, S, S, 3] in 0..255, "padding_mask" float32
+        [B, S, S] (1 on the image's pixels, 0 on the bottom / right padding of a small image; the model ignores
+        the padding, as at inference), "word_embeddings" float32 [B, K, E], "word_valid" bool [B, K]},
+        y = {"masks" float32 [B, M, S, S] of 0/1, "mask_valid" bool [B, M]}.
 
     Example:
     ```python
@@ -151,7 +153,7 @@ def make_training_dataset(
 
 
 def _split_inputs_and_targets(batch):
-    x = {key: batch[key] for key in ("images", "word_embeddings", "word_valid")}
+    x = {key: batch[key] for key in ("images", "padding_mask", "word_embeddings", "word_valid")}
     y = {key: batch[key] for key in ("masks", "mask_valid")}
     return x, y
 
@@ -167,7 +169,10 @@ def _example_fn(source, table, embeddings, image_size, max_masks, max_words, kee
         geometry_seed, caption_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
         image = example["image"]
         geometry = augmentation.random_geometry(geometry_seed, tf.shape(image), image_size, scale_range, flip)
-        output = {"images": augmentation.apply_geometry(tf.cast(image, tf.float32), geometry, image_size)}
+        output = {
+            "images": augmentation.apply_geometry(tf.cast(image, tf.float32), geometry, image_size),
+            "padding_mask": augmentation.padding_mask(geometry, image_size),
+        }
 
         if kind == "panoptic":
             ids = masks_lib.panoptic_ids(example["panoptic_image"])

@@ -289,7 +289,7 @@ def _proposal_logits(model, images):
     from keras_openseg.models.image_batching import ImageCanvas
 
     canvas = ImageCanvas(images, getattr(getattr(model, "preprocessor", None), "image_converter", None))
-    return canvas.restore(backbone.predict_on_batch(canvas.canvas)["mask_logits"])
+    return canvas.restore(backbone.predict_on_batch(canvas.inputs)["mask_logits"])
 
 
 def _gt_segments(batch, i, ignore_label, with_instances):
@@ -310,7 +310,8 @@ def gt_mask_logits(model, images, masks, text_embeddings, name_valid=None):
 
     The region embedding of mask n is the mask pooling of the model's pixel embeddings F_z with it,
     z_n = sum_p s_n(p) F_z(p) (`MaskPooling`, the mask resized to F_z's grid with the exact box filter, zero
-    over the padding of the canvas), and logit_c(p) = sum_n s_n(p) <w_c, z^_n> (`segmentation_logits`).
+    over the padding of the canvas; the backbone runs with the canvas's padding mask, so F_z is that of the
+    image whatever it is batched with), and logit_c(p) = sum_n s_n(p) <w_c, z^_n> (`segmentation_logits`).
 
     Args:
         model: an `OpenSegModel` (a `backbone` whose outputs hold `pixel_embeddings`, a `preprocessor`).
@@ -332,7 +333,7 @@ def gt_mask_logits(model, images, masks, text_embeddings, name_valid=None):
 
     converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
     canvas = ImageCanvas(images, converter)
-    pixel_embeddings = ops.cast(model.backbone.predict_on_batch(canvas.canvas)["pixel_embeddings"], "float32")
+    pixel_embeddings = ops.cast(model.backbone.predict_on_batch(canvas.inputs)["pixel_embeddings"], "float32")
     feature_size = tuple(int(s) for s in pixel_embeddings.shape[1:3])
     pooling = MaskPooling()
     logits = []

@@ -38,9 +38,10 @@ class OpenSegInference(keras.Model):
     """The serving graph of an OpenSeg model: raw images + text embeddings -> segmentation (sec. 3.4, eq. 6).
 
     Normalizes the images with the image converter (without its resizing), pads them (bottom and right,
-    with zeros after normalization) to a multiple of 32, runs the backbone, scores every pixel against every
-    category with eq. (6) (`segmentation_logits`), resizes the logits to the padded size and crops them
-    back, exactly as `OpenSegModel.segment` does for a batch of same-sized images. Every step is a
+    with zeros after normalization) to a multiple of 32, runs the backbone with the canvas's padding mask
+    (built from the image size), scores every pixel against every category with eq. (6)
+    (`segmentation_logits`), crops the logits to the stride-4 cells covering the image, upsamples them by 4
+    and crops them to the image, exactly as `OpenSegModel.segment` does for each image. Every step is a
     `keras.ops` call with no python-side shape logic, so the graph traces with unknown batch, height,
     width and number of categories on every backend (and under JAX shape polymorphism).
 
@@ -106,13 +107,20 @@ class OpenSegInference(keras.Model):
         canvas_height = (height + STRIDE - 1) // STRIDE * STRIDE
         canvas_width = (width + STRIDE - 1) // STRIDE * STRIDE
         canvas = ops.pad(images, [[0, 0], [0, canvas_height - height], [0, canvas_width - width], [0, 0]])
-        outputs = self.backbone(canvas, training=False)
+        # The padding mask of the canvas (1 on the images' pixels), built from the image size: the backbone
+        # ignores the padding, so the outputs are those of `segment` on the same image, whatever its canvas.
+        padding_mask = ops.ones_like(images[..., 0])
+        padding_mask = ops.pad(padding_mask, [[0, 0], [0, canvas_height - height], [0, canvas_width - width]])
+        outputs = self.backbone({"images": canvas, "padding_mask": padding_mask}, training=False)
         masks = ops.sigmoid(ops.cast(outputs["mask_logits"], "float32"))
         region_embeddings = ops.cast(outputs["region_embeddings"], "float32")
         logits = segmentation_logits(masks, region_embeddings, inputs["text_embeddings"])
-        logits = resize(logits, (canvas_height, canvas_width), axes=(2, 3))[:, :, :height, :width]
         grid_height = (height + MASK_STRIDE - 1) // MASK_STRIDE
         grid_width = (width + MASK_STRIDE - 1) // MASK_STRIDE
+        # As `ImageCanvas.restore`: crop to the cells covering the image, upsample by the stride, crop.
+        logits = logits[:, :, :grid_height, :grid_width]
+        logits = resize(logits, (grid_height * MASK_STRIDE, grid_width * MASK_STRIDE), axes=(2, 3))
+        logits = logits[:, :, :height, :width]
         pixel_features = region_pooled_pixel_features(masks, region_embeddings)
         scores = ops.max(logits, axis=1)
         # argmax as "the first category reaching the max": `ops.argmax` on TensorFlow tests the sign bit of

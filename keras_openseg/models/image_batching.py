@@ -3,8 +3,9 @@
 `OpenSegModel.segment`, `OpenSegModel.pixel_features` and `OpenSegTeacher.pseudo_label` share these steps:
 every image is normalized by the model's image converter, optionally resized to fit the converter's
 `image_size`, padded (bottom and right, with zeros after normalization) onto one canvas whose sides are
-multiples of 32, run through the backbone as one batch, and each per-pixel result is cropped back to its
-image and resized to the image's own size.
+multiples of 32, run through the backbone as one batch together with its `padding_mask` (1 on each image's
+pixels), and each per-pixel result is cropped back to its image and resized to the image's own size. With the
+mask the backbone ignores the padding, so an image's result does not depend on what it is batched with.
 """
 
 import math
@@ -62,6 +63,7 @@ class ImageCanvas:
 
     Attributes:
         canvas: `[B, Hc, Wc, 3]` float32, Hc and Wc multiples of 32.
+        padding_mask: `[B, Hc, Wc]` float32, 1 on each image's pixels and 0 on its padding.
         sizes: list of the original `(H, W)`.
         fitted_sizes: list of the `(h, w)` each image covers on the canvas.
     """
@@ -89,20 +91,44 @@ class ImageCanvas:
                 _round_up(max(size[1] for size in self.fitted_sizes)),
             )
         self.canvas = np.zeros((len(fitted),) + canvas_size + (3,), "float32")
+        self.padding_mask = np.zeros((len(fitted),) + canvas_size, "float32")
         for index, image in enumerate(fitted):
             self.canvas[index, : image.shape[0], : image.shape[1]] = image
+            self.padding_mask[index, : image.shape[0], : image.shape[1]] = 1.0
+
+    @property
+    def inputs(self):
+        """The backbone's inputs: `{"images": canvas, "padding_mask": padding_mask}`."""
+        return {"images": self.canvas, "padding_mask": self.padding_mask}
+
+    def pixel_valid(self, grid_size):
+        """`[B, h, w]` bool valid cells of a `grid_size` map over the canvas (a cell covering any image pixel)."""
+        rows = np.arange(grid_size[0]) * self.canvas.shape[1]
+        columns = np.arange(grid_size[1]) * self.canvas.shape[2]
+        valid = np.zeros((len(self.fitted_sizes),) + tuple(grid_size), bool)
+        for index, (height, width) in enumerate(self.fitted_sizes):
+            valid[index] = (rows < height * grid_size[0])[:, None] & (columns < width * grid_size[1])[None, :]
+        return valid
 
     def restore(self, maps, interpolation="bilinear"):
         """Per-image `[C, H, W]` numpy maps at the original sizes from `[B, C, h, w]` maps over the canvas.
 
-        The maps (at the canvas resolution or any fraction of it, e.g. stride 4) are resized to the canvas,
-        cropped to each image's area and resized to the image's own size.
+        The maps (at the canvas resolution or any whole fraction of it, e.g. stride 4) are first cropped to
+        the cells that cover each image (ceil), so no value comes from a padded cell, then resized by the
+        stride, cropped to the image's pixels and resized to the image's own size. The result does not
+        depend on the canvas the image was padded to.
         """
-        canvas_size = self.canvas.shape[1:3]
-        maps = resize(ops.convert_to_tensor(maps), canvas_size, axes=(2, 3), interpolation=interpolation)
+        maps = ops.convert_to_tensor(maps)
+        canvas_height, canvas_width = self.canvas.shape[1:3]
+        stride_y = canvas_height // int(maps.shape[2])
+        stride_x = canvas_width // int(maps.shape[3])
         restored = []
         for index, (fitted, size) in enumerate(zip(self.fitted_sizes, self.sizes)):
-            crop = maps[index : index + 1, :, : fitted[0], : fitted[1]]
+            rows, columns = -(-fitted[0] // stride_y), -(-fitted[1] // stride_x)
+            crop = maps[index : index + 1, :, :rows, :columns]
+            if (stride_y, stride_x) != (1, 1):
+                crop = resize(crop, (rows * stride_y, columns * stride_x), axes=(2, 3), interpolation=interpolation)
+            crop = crop[:, :, : fitted[0], : fitted[1]]
             if fitted != size:
                 crop = resize(crop, size, axes=(2, 3), interpolation=interpolation)
             restored.append(np.asarray(ops.convert_to_numpy(crop))[0])

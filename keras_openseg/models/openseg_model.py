@@ -43,7 +43,9 @@ class OpenSegModel(OpenSegTask):
     Training (`fit`) minimizes L = L_G + alpha * L_S (eq. 5): the grounding loss between the region
     embeddings and the caption's word embeddings (eqs. 2-4, `keras_openseg.losses.grounding_loss`) plus the
     best-match dice loss between the predicted and the class-agnostic label masks (eq. 1). Batches are
-    `x = {"images" [B, H, W, 3] 0..255, "word_embeddings" [B, K, E], "word_valid" [B, K] bool}` and
+    `x = {"images" [B, H, W, 3] 0..255, "word_embeddings" [B, K, E], "word_valid" [B, K] bool}` (and,
+    optionally, `"padding_mask" [B, H, W]`, 1 on the image's pixels: the backbone then ignores the padding,
+    as `make_training_dataset` emits and as inference pads) and
     `y = {"masks" [B, M, H, W] 0/1, "mask_valid" [B, M] bool}`; both terms are reported as the metrics
     `grounding_loss` and `dice_loss`. Caption-only batches carry no valid mask and train L_G alone.
 
@@ -280,8 +282,10 @@ class OpenSegModel(OpenSegTask):
         """Open-vocabulary semantic segmentation with text queries (sec. 3.4, eq. 6).
 
         Images of any size are normalized, padded to a multiple of 32 (resized to fit the image converter's
-        `image_size` first when that is set), segmented in batches, and the results cropped and resized back
-        to each image's size. Pixels get the query with the highest logit.
+        `image_size` first when that is set), segmented in batches with their padding mask, and the results
+        cropped and resized back to each image's size. Pixels get the query with the highest logit. The
+        backbone ignores the padding, so an image's result does not depend on `batch_size` or on the other
+        images of its batch.
 
         Args:
             images: `[B, H, W, 3]` array or tensor, one `[H, W, 3]` image, or a list of `[H, W, 3]` images of

@@ -5,6 +5,7 @@ from keras_hub.src.utils.python_utils import classproperty
 from keras_openseg.models.image_batching import ImageCanvas
 from keras_openseg.models.image_batching import as_image_list
 from keras_openseg.models.openseg_backbone import OpenSegBackbone
+from keras_openseg.models.openseg_backbone import backbone_inputs
 from keras_openseg.models.openseg_image_converter import OpenSegImageConverter
 from keras_openseg.models.openseg_preprocessor import OpenSegPreprocessor
 from keras_openseg.models.preset_loading import architecture_entry
@@ -63,11 +64,15 @@ def training_optimizer(
 
 
 def images_of(inputs):
-    """The images of a model input: the `images` entry of a training dict, or the input itself."""
+    """The backbone inputs of a model input: `{"images", "padding_mask"}` of a training dict, or the images.
+
+    A training dict's `padding_mask` (1 on image pixels) is passed on when it has one; without it every
+    pixel is valid.
+    """
     if isinstance(inputs, dict):
         if "images" not in inputs:
             raise ValueError(f"Model inputs given as a dict must hold `images`. Received keys {sorted(inputs)}.")
-        return inputs["images"]
+        return backbone_inputs(inputs)
     return inputs
 
 
@@ -82,8 +87,9 @@ class OpenSegTask(Task):
     """What `OpenSegModel` and `OpenSegTeacher` share: an `OpenSegBackbone` graph over the images, the paper's
     optimizer, preset loading with clear errors, and batched inference on raw images of any size.
 
-    The functional graph takes the images alone: `call` picks them out of a training dict
-    (`{"images", ...}`), whose other entries only `compute_loss` reads.
+    The functional graph takes the backbone's inputs: `call` picks the images and their optional
+    `padding_mask` out of a training dict (`{"images", "padding_mask", ...}`), whose other entries only
+    `compute_loss` reads.
     """
 
     backbone_cls = OpenSegBackbone
@@ -133,11 +139,14 @@ class OpenSegTask(Task):
         """
         return load_checked_preset(cls, super().from_preset, preset, load_weights, task_cls=cls, **kwargs)
 
+    def __call__(self, inputs, *args, **kwargs):
+        return super().__call__(backbone_inputs(images_of(inputs)), *args, **kwargs)
+
     def call(self, inputs, training=None, mask=None):
-        return super().call(images_of(inputs), training=training, mask=mask)
+        return super().call(backbone_inputs(images_of(inputs)), training=training, mask=mask)
 
     def compute_output_spec(self, inputs, training=None, mask=None):
-        return super().compute_output_spec(images_of(inputs))
+        return super().compute_output_spec(backbone_inputs(images_of(inputs)))
 
     def compile(self, optimizer="auto", loss=None, metrics=None, *, learning_rate=0.005, decay_steps=None, **kwargs):
         """Configure training; the loss is always the task's own (`compute_loss`).
@@ -209,6 +218,6 @@ class OpenSegTask(Task):
             for start in range(0, len(image_list), batch_size):
                 canvas = ImageCanvas(image_list[start : start + batch_size], image_converter)
                 # `predict_on_batch` runs the compiled (jit) forward pass; an eager call dispatches op by op.
-                yield canvas, self.backbone.predict_on_batch(canvas.canvas)
+                yield canvas, self.backbone.predict_on_batch(canvas.inputs)
 
         return stacked, chunks()

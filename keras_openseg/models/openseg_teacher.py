@@ -165,8 +165,9 @@ class OpenSegTeacher(OpenSegTask):
         masks, valid, scores = [], [], []
         stacked, chunks = self._run_backbone(images, batch_size)
         for canvas, outputs in chunks:
+            pixel_valid = canvas.pixel_valid(outputs["mask_logits"].shape[2:])  # the padding takes no part
             probabilities, chunk_scores, chunk_valid = select_masks(
-                outputs["mask_logits"], max_masks, score_threshold, nms_iou, mask_threshold
+                outputs["mask_logits"], max_masks, score_threshold, nms_iou, mask_threshold, pixel_valid=pixel_valid
             )
             for image_masks in canvas.restore(probabilities):
                 masks.append((image_masks > mask_threshold).astype("float32"))

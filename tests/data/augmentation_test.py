@@ -114,3 +114,22 @@ def test_flip_mirrors_the_crop():
     out = augmentation.apply_geometry(tf.constant(ids)[..., None], geometry, 4, method="nearest").numpy()[..., 0]
     np.testing.assert_array_equal(out[:3], ids[:, ::-1])
     np.testing.assert_array_equal(out[3], 0)
+
+
+@given(
+    height=st.integers(8, 80),
+    width=st.integers(8, 80),
+    scale=st.floats(0.5, 1.5),
+    flip=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_padding_mask_is_one_exactly_on_the_image(height, width, scale, flip, seed):
+    """The mask marks the pixels `apply_geometry` fills from the image (a strictly positive image)."""
+    geometry = augmentation.random_geometry(
+        tf.constant([seed, 1]), tf.constant([height, width, 3]), 32, scale_range=(scale, scale), flip=flip
+    )
+    image = tf.ones([height, width, 1], tf.float32)
+    placed = augmentation.apply_geometry(image, geometry, 32)[..., 0].numpy()
+    mask = augmentation.padding_mask(geometry, 32).numpy()
+    assert mask.shape == (32, 32) and mask.dtype == np.float32
+    np.testing.assert_array_equal(mask, (placed > 0).astype(np.float32))

@@ -71,12 +71,14 @@ def test_batch_of_the_shapes_dataset_has_the_model_contract(shapes_data_dir, ext
     x, y = next(iter(dataset))
     expected = {
         "images": ((3, 32, 32, 3), "float32"),
+        "padding_mask": ((3, 32, 32), "float32"),
         "word_embeddings": ((3, 4, 6), "float32"),
         "word_valid": ((3, 4), "bool"),
         "masks": ((3, 5, 32, 32), "float32"),
         "mask_valid": ((3, 5), "bool"),
     }
-    assert set(x) == {"images", "word_embeddings", "word_valid"} and set(y) == {"masks", "mask_valid"}
+    assert set(x) == {"images", "padding_mask", "word_embeddings", "word_valid"}
+    assert set(y) == {"masks", "mask_valid"}
     for key, value in {**x, **y}.items():
         tensor = keras.ops.convert_to_tensor(value)
         assert tuple(keras.ops.shape(tensor)) == expected[key][0], key

@@ -1,9 +1,10 @@
 """evaluate() with a real tiny OpenSegModel, against an expectation built without the package's inference code.
 
 The expectation is numpy from the backbone's raw outputs on the canvas `segment` builds (the images zero-padded
-bottom-right to 32 x 32): eq. (6) logit_c(p) = sum_n sigmoid(mask_logit_n(p)) <z^_n, w^_c> on the stride-4
-grid, upsampled bilinearly (half-pixel centers) to the canvas and cropped to each image; then a numpy
-confusion-matrix mIoU and Grounding mIoU (the argmax over the classes present in the image).
+bottom-right to 32 x 32, with the padding mask of each image): eq. (6) logit_c(p) = sum_n sigmoid(mask_logit_n(p))
+<z^_n, w^_c> on the stride-4 grid, cropped to the cells covering each image (ceil), upsampled bilinearly
+(half-pixel centers) by 4 and cropped to the image; then a numpy confusion-matrix mIoU and Grounding mIoU (the
+argmax over the classes present in the image).
 """
 
 import keras
@@ -68,11 +69,14 @@ def test_tiny_openseg_model_end_to_end():
     )
     # No preprocessor: the canvas holds the raw pixels, zero-padded to 32 x 32.
     canvas = np.zeros((len(EXAMPLES), 32, 32, 3), np.float32)
+    padding_mask = np.zeros((len(EXAMPLES), 32, 32), np.float32)
     for index, example in enumerate(EXAMPLES):
         h, w = example["image"].shape[:2]
         canvas[index, :h, :w] = example["image"]
+        padding_mask[index, :h, :w] = 1.0
+    inputs = {"images": canvas, "padding_mask": padding_mask}
     outputs = {
-        k: np.asarray(keras.ops.convert_to_numpy(v), np.float64) for k, v in backbone.predict_on_batch(canvas).items()
+        k: np.asarray(keras.ops.convert_to_numpy(v), np.float64) for k, v in backbone.predict_on_batch(inputs).items()
     }
     # Class c's text is the (centered) region embedding of proposal c, so the classes win different pixels.
     regions = _unit(outputs["region_embeddings"][0])
@@ -83,10 +87,12 @@ def test_tiny_openseg_model_end_to_end():
 
     masks = 1 / (1 + np.exp(-outputs["mask_logits"]))  # [B, N, 8, 8]
     logits = np.einsum("bnc,bnhw->bchw", _unit(outputs["region_embeddings"]) @ text.T, masks)
-    logits = _bilinear(_bilinear(logits, 32, axis=2), 32, axis=3)
     plain, grounding = [], []
     for example, image_logits in zip(EXAMPLES, logits):
         y_true = example["semantic"][..., 0].astype(np.int64)
+        rows, columns = -(-y_true.shape[0] // 4), -(-y_true.shape[1] // 4)
+        image_logits = image_logits[:, :rows, :columns]  # no value from a padded cell
+        image_logits = _bilinear(_bilinear(image_logits, 4 * rows, axis=1), 4 * columns, axis=2)
         image_logits = image_logits[:, : y_true.shape[0], : y_true.shape[1]]
         plain.append((y_true, image_logits.argmax(0)))
         present = np.unique(y_true[y_true != 255])

@@ -67,7 +67,10 @@ def _numpy_oracle(model, image, masks, text):
     h, w = image.shape[:2]
     canvas = np.zeros((1, 64, 64, 3), np.float32)
     canvas[0, :h, :w] = image.astype(np.float32) * np.asarray(SCALE, np.float32) + np.asarray(OFFSET, np.float32)
-    features = np.asarray(model.backbone.predict_on_batch(canvas)["pixel_embeddings"], np.float32)[0]
+    padding_mask = np.zeros((1, 64, 64), np.float32)
+    padding_mask[0, :h, :w] = 1.0  # the image's pixels: the padding takes no part in F_z
+    inputs = {"images": canvas, "padding_mask": padding_mask}
+    features = np.asarray(model.backbone.predict_on_batch(inputs)["pixel_embeddings"], np.float32)[0]
     fh, fw, _ = features.shape
     on_canvas = np.zeros((len(masks), 64, 64), np.float32)
     on_canvas[:, :h, :w] = masks

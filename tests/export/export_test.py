@@ -75,6 +75,12 @@ def test_inference_matches_segment(model):
         np.testing.assert_allclose(outputs["pixel_features"], model.pixel_features(images), atol=1e-5)
         assert outputs["labels"].dtype == np.int32
         assert 0 <= outputs["labels"].min() and outputs["labels"].max() < categories
+    # A padded canvas: the serving graph's result is segment's for the image batched with a larger one.
+    image, text = _images((1, 45, 70, 3), seed=5), _text(3)
+    expected = model.segment([image[0], _images((130, 100, 3), seed=6)], text_embeddings=text)
+    outputs = _numpy(inference({"images": image, "text_embeddings": text}))
+    assert np.mean(outputs["labels"][0] == expected["labels"][0]) >= 0.995
+    np.testing.assert_allclose(outputs["scores"][0], expected["scores"][0], rtol=1e-2, atol=1e-5)
 
 
 def test_inference_masks_are_the_backbone_proposals(model):
@@ -148,6 +154,13 @@ def test_cli_saved_model_matches_keras(model, tmp_path):
         np.testing.assert_array_equal(outputs["labels"], expected["labels"])
         np.testing.assert_allclose(outputs["scores"], expected["scores"], atol=1e-4)
         np.testing.assert_allclose(outputs["pixel_features"], model.pixel_features(images), atol=1e-4)
+    # On a padded canvas (45 x 70 -> 64 x 96) the artifact gives the Keras model's batch-invariant result: the
+    # image's labels and scores from `segment` in a list with a larger image (a 160 x 128 canvas).
+    image, text = _images((1, 45, 70, 3), seed=5), _text(3)
+    expected = model.segment([image[0], _images((130, 100, 3), seed=6)], text_embeddings=text)
+    outputs = served.serve({"images": tf.constant(image), "text_embeddings": tf.constant(text)})
+    assert np.mean(outputs["labels"].numpy()[0] == expected["labels"][0]) >= 0.995
+    np.testing.assert_allclose(outputs["scores"].numpy()[0], expected["scores"][0], rtol=1e-2, atol=1e-4)
     signature = served.signatures["serving_default"]
     outputs = signature(images=tf.constant(_images((1, 32, 32, 3))), text_embeddings=tf.constant(_text(2)))
     assert outputs["labels"].shape == (1, 32, 32)
