@@ -51,7 +51,9 @@ class FakeModel:
 
 
 class FakeBackbone:
-    def predict_on_batch(self, canvas):
+    def predict_on_batch(self, inputs):
+        # The backbone's inputs: `{"images", "padding_mask"}` (as `ImageCanvas.inputs` gives) or the images.
+        canvas = inputs["images"] if isinstance(inputs, dict) else inputs
         mask_logits = [_fake_outputs(image, 1)[1] for image in canvas]
         return {"mask_logits": keras.ops.convert_to_tensor(np.stack(mask_logits))}
 
