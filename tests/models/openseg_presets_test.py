@@ -255,7 +255,7 @@ def test_from_architecture_composes_component_presets(tmp_path, monkeypatch):
     monkeypatch.setitem(OPENSEG_ARCHITECTURES, "openseg_tiny_test", entry)
     model = OpenSegModel.from_architecture("openseg_tiny_test", text_embedder=FakeTextEmbedder(), num_queries=3)
     assert model.backbone.num_queries == 3 and isinstance(model.text_embedder, FakeTextEmbedder)
-    assert tuple(model.backbone.input.shape) == (None, None, None, 3)
+    assert tuple(model.backbone.input["images"].shape) == (None, None, None, 3)  # any image size
     converter = model.preprocessor.image_converter
     assert converter.image_size is None and converter.scale == [0.5, 0.25, 0.125] and converter.offset == -1.0
     for loaded, saved in zip(model.backbone.image_encoder.weights, encoder.weights):
