@@ -124,7 +124,7 @@ def _max_over_names(logits, categories, names, axis):
     return ops.max(ops.reshape(logits, split), axis=axis + 1)
 
 
-def release_outputs(backbone, images, text_embeddings, temperature=1.0, padding_mask=None):
+def release_outputs(backbone, images, text_embeddings, temperature=1.0):
     """The release's outputs (all but `image_info`) for a normalized, padded canvas; `keras.ops` only.
 
     Computes what `OpenSegModel.segment` and `pixel_features` compute on the same canvas: eq. (6) logits at
@@ -136,8 +136,6 @@ def release_outputs(backbone, images, text_embeddings, temperature=1.0, padding_
         images: `[1, H, W, 3]` normalized images, H and W multiples of 32.
         text_embeddings: `[C, S, E]` text embeddings.
         temperature: float. tau of `region_probs_`. Defaults to `1.0`.
-        padding_mask: `[1, H, W]` 1 on the image's pixels, 0 on the canvas's padding, or None (every pixel is
-            the image's). The backbone then ignores the padding. Defaults to `None`.
 
     Returns:
         A dict with `ppixel_ave_feat`, `image_embedding_feat`, `segm_proposal`, `segm_prediction`,
@@ -145,7 +143,7 @@ def release_outputs(backbone, images, text_embeddings, temperature=1.0, padding_
     """
     shape = ops.shape(images)
     height, width = shape[1], shape[2]
-    outputs = backbone({"images": images, "padding_mask": padding_mask}, training=False)
+    outputs = backbone(images, training=False)
     mask_logits = ops.cast(outputs["mask_logits"], "float32")
     masks = ops.sigmoid(mask_logits)
     regions = ops.cast(outputs["region_embeddings"], "float32")
@@ -226,25 +224,17 @@ def export_google_saved_model(model, path, image_size=None, verbose=False):
     temperature = 1.0 if temperature_layer is None else float(ops.convert_to_numpy(temperature_layer()))
     normalizer = image_normalizer(converter)
 
-    def core(images, text_embeddings, padding_mask):
-        return release_outputs(backbone, images, text_embeddings, temperature, padding_mask=padding_mask)
+    def core(images, text_embeddings):
+        return release_outputs(backbone, images, text_embeddings, temperature)
 
     # Build the backbone on one concrete canvas before the exporter traces it.
-    core(
-        np.zeros((1,) + canvas + (3,), "float32"),
-        np.ones((2, 1, embedding_dim), "float32"),
-        np.ones((1,) + canvas, "float32"),
-    )
+    core(np.zeros((1,) + canvas + (3,), "float32"), np.ones((2, 1, embedding_dim), "float32"))
     archive = keras.export.ExportArchive()
     archive.track(backbone)
     kwargs = {}
     if backend == "jax":
         # Name the free dimensions: categories and names are independent of each other.
-        polymorphic = [
-            f"(1, {canvas[0]}, {canvas[1]}, 3)",
-            f"(c, s, {embedding_dim})",
-            f"(1, {canvas[0]}, {canvas[1]})",
-        ]
+        polymorphic = [f"(1, {canvas[0]}, {canvas[1]}, 3)", f"(c, s, {embedding_dim})"]
         kwargs["jax2tf_kwargs"] = {"polymorphic_shapes": polymorphic}
     core_endpoint = archive.add_endpoint(
         "openseg_outputs",
@@ -252,7 +242,6 @@ def export_google_saved_model(model, path, image_size=None, verbose=False):
         input_signature=[
             keras.InputSpec(shape=(1,) + canvas + (3,), dtype="float32"),
             keras.InputSpec(shape=(None, None, embedding_dim), dtype="float32"),
-            keras.InputSpec(shape=(1,) + canvas, dtype="float32"),
         ],
         **kwargs,
     )
@@ -270,9 +259,7 @@ def export_google_saved_model(model, path, image_size=None, verbose=False):
         resized, image_info = fit_image(image, image_size)
         normalized = resized[None] if normalizer is None else tf.cast(normalizer(resized[None]), tf.float32)
         padded = tf.image.pad_to_bounding_box(normalized, 0, 0, canvas[0], canvas[1])
-        # 1 on the resized image's pixels: the backbone ignores the padding of the canvas.
-        padding_mask = tf.image.pad_to_bounding_box(tf.ones_like(resized[None, ..., :1]), 0, 0, canvas[0], canvas[1])
-        outputs = dict(core_endpoint(padded, inp_text_emb, padding_mask[..., 0]))
+        outputs = dict(core_endpoint(padded, inp_text_emb))
         outputs["image_info"] = image_info
         return {name: outputs[name] for name in OUTPUT_NAMES}
 
