@@ -78,9 +78,22 @@ def test_tiny_openseg_model_end_to_end():
     outputs = {
         k: np.asarray(keras.ops.convert_to_numpy(v), np.float64) for k, v in backbone.predict_on_batch(inputs).items()
     }
-    # Class c's text is the (centered) region embedding of proposal c, so the classes win different pixels.
-    regions = _unit(outputs["region_embeddings"][0])
-    text = _unit(regions[:3] - regions.mean(0))
+    # The classes' texts are the directions of the eq. (6) pixel features f(p) = sum_n s_n(p) z^_n at three
+    # valid cells that differ most (the ends of f's first principal axis and the far end of the
+    # second): class c's logit <f(p), w_c> = |f(p)| cos is largest at its own cell, so several classes win
+    # pixels whatever the random initialization (a fixed recipe such as "the first regions" can leave one class
+    # winning everywhere on one backend's initial weights).
+    cells = []
+    for index, example in enumerate(EXAMPLES):
+        image_masks = 1 / (1 + np.exp(-outputs["mask_logits"][index]))  # [N, 8, 8]
+        image_features = np.einsum("nc,nhw->hwc", _unit(outputs["region_embeddings"][index]), image_masks)
+        h, w = example["image"].shape[:2]
+        cells.append(image_features[: -(-h // 4), : -(-w // 4)].reshape(-1, image_features.shape[-1]))
+    features = np.concatenate(cells)
+    centered = features - features.mean(0)
+    axes = np.linalg.svd(centered, full_matrices=False)[2]
+    first, second = centered @ axes[0], centered @ axes[1]
+    text = _unit(features[[np.argmax(first), np.argmin(first), np.argmax(np.abs(second))]])
     model = models.OpenSegModel(backbone, text_embedder=FixedTextEmbedder(text))
     class_names = ["cat", "dog", "grass"]
     results = evaluate(model, dataset_of(EXAMPLES), class_names, batch_size=2, progress=False)
