@@ -109,9 +109,15 @@ class OpenSegInference(keras.Model):
         canvas = ops.pad(images, [[0, 0], [0, canvas_height - height], [0, canvas_width - width], [0, 0]])
         # The padding mask of the canvas (1 on the images' pixels), built from the image size: the backbone
         # ignores the padding, so the outputs are those of `segment` on the same image, whatever its canvas.
-        padding_mask = ops.ones_like(images[..., 0])
-        padding_mask = ops.pad(padding_mask, [[0, 0], [0, canvas_height - height], [0, canvas_width - width]])
-        outputs = self.backbone({"images": canvas, "padding_mask": padding_mask}, training=False)
+        static_size = tuple(images.shape[1:3])
+        if all(isinstance(side, int) and side % STRIDE == 0 for side in static_size):
+            # A fixed size that needs no padding (e.g. LiteRT's fixed `image_size`): every pixel is valid, which
+            # is what the backbone computes without a mask, and the graph keeps to LiteRT's built-in ops.
+            outputs = self.backbone(canvas, training=False)
+        else:
+            padding_mask = ops.ones_like(images[..., 0])
+            padding_mask = ops.pad(padding_mask, [[0, 0], [0, canvas_height - height], [0, canvas_width - width]])
+            outputs = self.backbone({"images": canvas, "padding_mask": padding_mask}, training=False)
         masks = ops.sigmoid(ops.cast(outputs["mask_logits"], "float32"))
         region_embeddings = ops.cast(outputs["region_embeddings"], "float32")
         logits = segmentation_logits(masks, region_embeddings, inputs["text_embeddings"])
