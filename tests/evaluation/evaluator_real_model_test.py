@@ -7,6 +7,9 @@ bottom-right to 32 x 32, with the padding mask of each image): eq. (6) logit_c(p
 argmax over the classes present in the image).
 """
 
+import pathlib
+import sys
+
 import keras
 import keras_hub
 import numpy as np
@@ -17,17 +20,8 @@ from fake_openseg_model import dataset_of
 from keras_openseg import models
 from keras_openseg.evaluation import evaluate
 
-
-class FixedTextEmbedder:
-    """Embeds the i-th distinct text as row i of `vectors`."""
-
-    embedding_dim = 8
-
-    def __init__(self, vectors):
-        self.vectors = np.asarray(vectors, np.float32)
-
-    def embed(self, texts, templates=None):
-        return self.vectors[: len(texts)]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
+from tiny_openseg import FixedTextEmbedder  # noqa: E402
 
 
 def _unit(x):

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_openseg import FixedTextEmbedder
 
 from keras_openseg.evaluation import evaluate
 from keras_openseg.models import OpenSegModel
@@ -19,18 +20,6 @@ from keras_openseg.models.image_batching import ImageCanvas
 ODD = (45, 70)
 LARGE = (130, 100)
 CLASS_NAMES = ["a", "b", "c", "d"]
-
-
-class FixedTextEmbedder:
-    """Embeds the i-th text as row i of `vectors`."""
-
-    embedding_dim = 8
-
-    def __init__(self, vectors):
-        self.vectors = np.asarray(vectors, np.float32)
-
-    def embed(self, texts, templates=None):
-        return self.vectors[: len(texts)]
 
 
 def smooth_image(rng, size):

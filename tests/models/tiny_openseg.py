@@ -88,3 +88,15 @@ def training_batch(batch=2, num_words=3, num_masks=3, size=64, seed=0):
     }
     y = {"masks": (rng.uniform(size=(batch, num_masks, size, size)) > 0.5).astype("float32"), "mask_valid": mask_valid}
     return x, y
+
+
+class FixedTextEmbedder:
+    """A text embedder for tests: the i-th text of a call is row i of `vectors` (the texts themselves are ignored)."""
+
+    embedding_dim = 8
+
+    def __init__(self, vectors):
+        self.vectors = np.asarray(vectors, np.float32)
+
+    def embed(self, texts, templates=None):
+        return self.vectors[: len(texts)]
