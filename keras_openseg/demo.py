@@ -658,8 +658,6 @@ def format_repeats(statistics):
 
 def _masks_per_image(pseudo_labels):
     """Mean number of valid masks per image in a pseudo-label folder."""
-    import numpy as np
-
     from keras_openseg.data.pseudo_labels import load_pseudo_labels
 
     counts = [
