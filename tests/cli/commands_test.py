@@ -141,6 +141,9 @@ def test_evaluate_bad_input_is_one_line(model_preset, shapes_data_dir, tmp_path,
 # train
 
 
+@pytest.mark.end_to_end(
+    "torch", covered_by="tests/training trains through the same train() on every backend; this adds the CLI's wiring"
+)
 def test_train_a_teacher_and_load_its_preset(shapes_data_dir, tmp_path, capsys):
     output = tmp_path / "teacher"
     code, out, _ = run_cli(
@@ -213,7 +216,10 @@ def test_pseudo_label_bad_input_is_one_line(teacher_preset, shapes_data_dir, tmp
 EXPORT_FORMAT = ["--format", "torch", "--image-size", 64] if BACKEND == "torch" else ["--format", "saved_model"]
 
 
+# On tensorflow and jax the CLI's SavedModel export is test_cli_saved_model_matches_keras (tests/export), which
+# also reloads and checks the artifact; here the torch backend's own format through the CLI.
 @pytest.mark.slow
+@pytest.mark.end_to_end("torch", covered_by="tests/export/export_test.py runs the CLI's SavedModel export")
 def test_export_writes_an_artifact(model_preset, tmp_path, capsys):
     output = tmp_path / "export"
     code, out, err = run_cli(capsys, "export", "--preset", model_preset, *EXPORT_FORMAT, "--output", output)

@@ -97,7 +97,11 @@ def _cell_seconds(notebook):
     return seconds
 
 
+# The notebooks call the package's public API (train, evaluate, segment, presets), whose pieces are tested on
+# every backend; executing the four notebooks costs 2-4 minutes of CPU per backend, so they run on torch's pass
+# (the cheapest) and KERAS_OPENSEG_ALL_BACKENDS=1 runs them on TensorFlow and JAX as well.
 @pytest.mark.slow
+@pytest.mark.end_to_end("torch", covered_by="the API the notebooks call is tested on every backend")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs(path, notebook_env, monkeypatch):
     env, work_dir = notebook_env

@@ -20,6 +20,11 @@ def parse(module, *flags):
 
 
 @pytest.mark.slow
+@pytest.mark.end_to_end(
+    "torch",
+    covered_by="tests/models/openseg_teacher_test.py trains a teacher and pseudo-labels on every backend, "
+    "tests/training/determinism_test.py trains the student through train()",
+)
 def test_teacher_pseudo_labels_student(shapes_data_dir, tmp_path):
     common = ["--data-dir", shapes_data_dir, "--image-size", 32, "--batch-size", 2, "--max-masks", 3]
     # 1. The teacher learns masks only.
