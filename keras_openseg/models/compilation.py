@@ -13,6 +13,52 @@ CPU_JIT_COMPILE = {
 }
 
 
+# CPU flags (Linux /proc/cpuinfo names) of the bfloat16 units oneDNN uses: AMX tiles (Intel Sapphire Rapids and
+# later) run bfloat16 matmuls several times float32's speed; AVX512_BF16 (Intel Cooper Lake and later, AMD Zen 4
+# and later) packs two bfloat16 products per float32 lane, at most 2x float32's FLOP/s.
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bfloat16_units(cpuinfo="/proc/cpuinfo"):
+    """The bfloat16 units this CPU reports, as `BFLOAT16_CPU_FLAGS` names (empty where none or not Linux).
+
+    Example:
+
+    >>> set(cpu_bfloat16_units()) <= set(BFLOAT16_CPU_FLAGS)
+    True
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return tuple(flag for flag in BFLOAT16_CPU_FLAGS if flag in flags)
+    except OSError:
+        pass
+    return ()
+
+
+def fast_bfloat16(backend=None, on_cpu=None, cpuinfo="/proc/cpuinfo"):
+    """Whether `mixed_bfloat16` is expected to run faster than float32 here.
+
+    True on TensorFlow and PyTorch on a CPU with bfloat16 units (`cpu_bfloat16_units`): their oneDNN kernels
+    use them. False on JAX on a CPU (jaxlib 0.10's XLA:CPU runs bfloat16 no faster than float32 there, see
+    benchmarks/README.md) and on a CPU without the units; False on accelerators too, where the choice is the
+    user's (`--mixed-precision`), since it depends on the chip.
+
+    Example:
+
+    >>> fast_bfloat16("jax", on_cpu=True)
+    False
+    """
+    backend = backend or keras.backend.backend()
+    if on_cpu is None:
+        on_cpu = _on_cpu(backend)
+    if not on_cpu or backend not in ("tensorflow", "torch"):
+        return False
+    return bool(cpu_bfloat16_units(cpuinfo))
+
+
 def _compute_dtype(dtype_policy):
     if dtype_policy is None:
         return keras.config.dtype_policy().compute_dtype

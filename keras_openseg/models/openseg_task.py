@@ -2,6 +2,7 @@ import keras
 from keras_hub.models import Task
 from keras_hub.src.utils.python_utils import classproperty
 
+from keras_openseg.models.compilation import default_jit_compile
 from keras_openseg.models.image_batching import ImageCanvas
 from keras_openseg.models.image_batching import as_image_list
 from keras_openseg.models.openseg_backbone import OpenSegBackbone
@@ -148,7 +149,17 @@ class OpenSegTask(Task):
     def compute_output_spec(self, inputs, training=None, mask=None):
         return super().compute_output_spec(backbone_inputs(images_of(inputs)))
 
-    def compile(self, optimizer="auto", loss=None, metrics=None, *, learning_rate=0.005, decay_steps=None, **kwargs):
+    def compile(
+        self,
+        optimizer="auto",
+        loss=None,
+        metrics=None,
+        *,
+        learning_rate=0.005,
+        decay_steps=None,
+        jit_compile="auto",
+        **kwargs,
+    ):
         """Configure training; the loss is always the task's own (`compute_loss`).
 
         Args:
@@ -160,13 +171,19 @@ class OpenSegTask(Task):
             metrics: extra keras metrics, or None. The loss terms are always reported. Defaults to `None`.
             learning_rate: float. Initial learning rate of the `"auto"` optimizer. Defaults to `0.005`.
             decay_steps: int or None. Cosine-decay length of the `"auto"` optimizer. Defaults to `None`.
-            **kwargs: `keras.Model.compile` arguments (`jit_compile`, `steps_per_execution`, ...).
+            jit_compile: bool or `"auto"`. Whether the train, test and predict steps are XLA-compiled.
+                `"auto"` follows `default_jit_compile(self.dtype_policy)`, the choice measured fastest for this
+                backend, device and dtype (on a CPU, TensorFlow runs oneDNN without XLA), and where that is XLA
+                Keras' own `"auto"` (XLA when every layer supports it). Defaults to `"auto"`.
+            **kwargs: `keras.Model.compile` arguments (`steps_per_execution`, `run_eagerly`, ...).
         """
         if loss is not None:
             raise ValueError(f"{type(self).__name__} computes its own loss; leave `loss=None`.")
         if optimizer == "auto":
             optimizer = training_optimizer(learning_rate, decay_steps)
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        if jit_compile == "auto" and not default_jit_compile(self.dtype_policy):
+            jit_compile = False  # where XLA is measured to help, Keras' "auto" still checks the layers support it
+        super().compile(optimizer=optimizer, metrics=metrics, jit_compile=jit_compile, **kwargs)
 
     def compile_from_config(self, config):
         # keras skips restoring the compile state of models that override `compile`; this one takes the
