@@ -105,6 +105,19 @@ TARGETS = (
 )
 
 DEFAULT_SEED = 0
+PRECISIONS = ("auto", "float32", "bfloat16")
+DEFAULT_PRECISION = "auto"
+
+
+def resolve_precision(precision):
+    """`--precision` as the dtype the demo computes in: `"auto"` is `"bfloat16"` where `fast_bfloat16()`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"`--precision` must be one of {PRECISIONS}. Received: {precision!r}")
+    if precision != "auto":
+        return precision
+    from keras_openseg.models.compilation import fast_bfloat16
+
+    return "bfloat16" if fast_bfloat16() else "float32"
 
 
 def add_arguments(parser):
@@ -122,6 +135,14 @@ def add_arguments(parser):
         default=None,
         help="smallest confidence of a kept pseudo-label mask; 0 keeps every mask NMS keeps "
         "(default: OpenSegTeacher.pseudo_label's, 0.9)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="training and evaluation precision: float32, bfloat16 (mixed_bfloat16: bfloat16 compute, float32 "
+        "variables, losses and softmaxes) or auto: bfloat16 where it is fast here (TensorFlow or PyTorch on a CPU "
+        f"with AMX or AVX512_BF16), float32 elsewhere (default: {DEFAULT_PRECISION})",
     )
     parser.add_argument(
         "--repeats",
@@ -151,6 +172,7 @@ def run(args):
             baseline=not args.no_baseline,
             seed=seed,
             pseudo_label_threshold=args.pseudo_label_threshold,
+            precision=resolve_precision(getattr(args, "precision", DEFAULT_PRECISION)),
         )
         summaries.append(demo.run())
         print(format_summary(summaries[-1]))
@@ -166,13 +188,25 @@ def run(args):
 class _Demo:
     """The stages of one demo run, sharing the dataset, the text encoder and the word table."""
 
-    def __init__(self, settings, output, data_dir=None, baseline=True, seed=DEFAULT_SEED, pseudo_label_threshold=None):
+    def __init__(
+        self,
+        settings,
+        output,
+        data_dir=None,
+        baseline=True,
+        seed=DEFAULT_SEED,
+        pseudo_label_threshold=None,
+        precision="float32",
+    ):
         if pseudo_label_threshold is not None and not 0.0 <= pseudo_label_threshold <= 1.0:
             raise ValueError(
                 f"`--pseudo-label-threshold` must be in [0, 1] (a mask's confidence is an IoU). Received: "
                 f"{pseudo_label_threshold}"
             )
         self.pseudo_label_threshold = pseudo_label_threshold
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"`precision` must be 'float32' or 'bfloat16'. Received: {precision!r}")
+        self.precision = precision
         self.pseudo_masks_per_image = None
         self.settings = settings
         self.output = os.path.abspath(output)
@@ -194,12 +228,23 @@ class _Demo:
         print(f"\n[{self.stage}/{self.num_stages}] {title}  ({_minutes(elapsed)} elapsed)", flush=True)
 
     def run(self):
-        settings = self.settings
         os.makedirs(self.output, exist_ok=True)
         for stale in ("runs", "pseudo_labels", "overlays", "preset"):  # the demo starts fresh every time
             shutil.rmtree(os.path.join(self.output, stale), ignore_errors=True)
         import keras
 
+        # Every model of the run (teacher, its copies, baseline) is built under this policy, so it trains and
+        # evaluates in it; the previous policy comes back at the end.
+        previous_policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16" if self.precision == "bfloat16" else "float32")
+        try:
+            return self._run(keras)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+
+    def _run(self, keras):
+        settings = self.settings
+        print(f"    {keras.backend.backend()} backend, {self.precision}, seed {self.seed}", flush=True)
         keras.utils.set_random_seed(self.seed)
 
         self._begin(f"Dataset {settings.dataset} (generated, no download)")
@@ -242,6 +287,7 @@ class _Demo:
             stage_seconds=self.timings,
             backend=keras.backend.backend(),
             seed=self.seed,
+            precision=self.precision,
             pseudo_label_threshold=self.pseudo_label_threshold,
             pseudo_masks_per_image=self.pseudo_masks_per_image,
         )
@@ -298,6 +344,7 @@ class _Demo:
             max_masks=settings.max_masks,
             max_words=settings.max_words,
             checkpoint_every=steps,  # one checkpoint, at the end: the demo is short
+            mixed_precision="bfloat16" if self.precision == "bfloat16" else None,
             log_every=max(steps // 20, 1),
             seed=self.seed,
             output=os.path.join(self.output, "runs", name),
@@ -562,7 +609,8 @@ def format_summary(summary):
     lines.append(f"preset:    {summary['preset']}   (keras_openseg.OpenSegModel.from_preset(...))")
     lines.append(f"overlays:  {summary['overlays']}")
     lines.append(f"metrics:   {os.path.join(summary['output'], 'metrics.json')}")
-    lines.append(f"wall time: {_minutes(summary['wall_seconds'])} on the {summary['backend']} backend")
+    precision = summary.get("precision", "float32")
+    lines.append(f"wall time: {_minutes(summary['wall_seconds'])} on the {summary['backend']} backend, {precision}")
     return "\n".join(lines)
 
 

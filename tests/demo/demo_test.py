@@ -73,10 +73,11 @@ def test_summary_table_marks_targets():
 
 
 # The slowest test of the suite (teacher, pseudo labels, student, baseline, five evaluations, presets: about a
-# minute of CPU on TensorFlow, 40 s on torch, 100 s on JAX, measured on 2 shared cores), so it runs once, on the
-# backend `keras-openseg demo` is timed on and Keras starts with.
+# minute of CPU on TensorFlow, 40 s on torch, 100 s on JAX, measured on 2 shared cores), so it runs once, on
+# torch's pass: CI's `make demo-wheel` runs the same quick demo on TensorFlow (Keras' default backend) from the
+# built wheel, so between the two both backends run it end to end on every CI run.
 @pytest.mark.slow
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs once, on the tensorflow backend pass")
+@pytest.mark.end_to_end("torch", covered_by="CI's `make demo-wheel` runs the quick demo on tensorflow")
 def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     output = tmp_path / "demo_output"
     # Threshold 0: every mask NMS keeps becomes a pseudo label (the default, 0.9, runs in CI's wheel demo).
@@ -102,6 +103,8 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     assert ratio is None or ratio == pytest.approx(metrics["unseen_synonyms_miou"] / metrics["miou"])
     assert set(metrics["per_class_iou"]) >= {"circle", "hexagon", "sky"}
     assert metrics["pseudo_label_threshold"] == 0.0
+    # The default precision as resolved here (auto: bfloat16 on TensorFlow / PyTorch on a CPU with bf16 units).
+    assert metrics["precision"] == demo.resolve_precision(demo.DEFAULT_PRECISION)
     assert 0.0 <= metrics["pseudo_masks_per_image"] <= demo.SETTINGS["quick"].max_masks
     # One panel row per held-out image (class names), the summary sheet and the never-seen synonyms' sheet.
     count = demo.SETTINGS["quick"].overlay_images
@@ -131,3 +134,18 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
 def test_pseudo_label_threshold_outside_0_1_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--pseudo-label-threshold"):
         demo._Demo(demo.SETTINGS["quick"], str(tmp_path), pseudo_label_threshold=1.5)
+
+
+def test_precision_auto_is_bfloat16_where_it_is_fast(monkeypatch):
+    from keras_openseg.models import compilation
+
+    assert _parse([]).precision == demo.DEFAULT_PRECISION
+    assert _parse(["--precision", "float32"]).precision == "float32"
+    for fast, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(compilation, "fast_bfloat16", lambda fast=fast: fast)
+        assert demo.resolve_precision("auto") == expected
+        assert demo.resolve_precision("float32") == "float32"  # an explicit choice is kept
+    with pytest.raises(ValueError, match="--precision"):
+        demo.resolve_precision("float64")
+    with pytest.raises(ValueError, match="precision"):
+        demo._Demo(demo.SETTINGS["quick"], "unused", precision="auto")  # resolved before a run starts
