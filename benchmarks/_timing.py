@@ -407,6 +407,27 @@ def set_dtype(dtype):
     keras.config.set_dtype_policy("float32" if dtype == "float32" else f"mixed_{dtype}")
 
 
+def cpu_description(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name, core count and bfloat16 units (AMX, AVX512_BF16), as one line for the tables.
+
+    The bfloat16 speed-up a CPU can give depends on these: AMX tiles run bfloat16 matmuls several times
+    float32's speed, AVX512_BF16 alone at most 2x (two bfloat16 products per float32 lane).
+    """
+    model, flags = "unknown CPU", set()
+    try:
+        with open(cpuinfo, encoding="utf-8") as file:
+            for line in file:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    units = [name for name in ("amx_bf16", "avx512_bf16") if name in flags] or ["no bfloat16 units"]
+    return f"{model}, {os.cpu_count()} cores, {' + '.join(units)}"
+
+
 def load_average():
     try:
         return os.getloadavg()[0]

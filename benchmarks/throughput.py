@@ -589,6 +589,7 @@ def main(argv=None):
         return 0
 
     from _timing import backend_available
+    from _timing import cpu_description
     from _timing import print_table
     from _timing import run_in_backend
 
@@ -615,6 +616,8 @@ def main(argv=None):
     else:
         peak_results = {name: worker(name, "peaks") for name in backends}
     peaks = {name: result["peaks"] for name, result in peak_results.items()}
+    cpu = cpu_description()
+    print(f"CPU: {cpu}")
     print_table(peak_rows(peaks, peak_results), PEAK_COLUMNS)
     best = machine_best(peaks)
     if best:
@@ -623,7 +626,7 @@ def main(argv=None):
     if args.peaks_only:
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"peaks": peak_results}, f, indent=2)
+                json.dump({"cpu": cpu, "peaks": peak_results}, f, indent=2)
         return 0
 
     earlier = {}
@@ -655,11 +658,8 @@ def main(argv=None):
         print_table(pieces, BREAKDOWN_COLUMNS)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(
-                {"peaks": peak_results, "rows": rows, "speedups": speedups, "breakdown": pieces, "raw": raw},
-                f,
-                indent=2,
-            )
+            record = {"cpu": cpu, "peaks": peak_results, "rows": rows, "speedups": speedups}
+            json.dump(dict(record, breakdown=pieces, raw=raw), f, indent=2)
     return 0
 
 

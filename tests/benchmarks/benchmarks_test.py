@@ -15,6 +15,7 @@ import components  # noqa: E402
 import conv_gradient  # noqa: E402
 import throughput  # noqa: E402
 from _timing import PeakMemory  # noqa: E402
+from _timing import cpu_description  # noqa: E402
 from _timing import matmul_peak_gflops  # noqa: E402
 from _timing import peak_gflops  # noqa: E402
 from _timing import print_table  # noqa: E402
@@ -106,7 +107,20 @@ def test_peak_and_memory_helpers():
     assert peak is None or peak >= 0
 
 
+def test_cpu_description_names_the_model_and_the_bfloat16_units(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Some CPU\nflags\t\t: avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert cpu_description(str(cpuinfo)).startswith("Some CPU, ")
+    assert cpu_description(str(cpuinfo)).endswith("amx_bf16 + avx512_bf16")
+    cpuinfo.write_text("model name\t: Old CPU\nflags\t\t: avx2\n")
+    assert cpu_description(str(cpuinfo)).endswith("no bfloat16 units")
+    assert cpu_description(str(tmp_path / "missing")).startswith("unknown CPU")
+
+
+# JAX's pass checks the FLOP counts (XLA cost analysis), torch's the timing of an eager backend; TensorFlow's
+# program choice (`--jit`) is test_dtype_and_jit_options.
 @pytest.mark.slow
+@pytest.mark.end_to_end("jax", "torch", covered_by="jax counts the FLOPs, torch times an eager backend")
 def test_throughput_tiny_config():
     result = throughput.measure("tiny", "float32", breakdown=True, repeats=1)
     assert result["max_rss_bytes"] >= result["baseline_rss_bytes"] > 0
