@@ -136,7 +136,9 @@ class OpenSegTask(Task):
         """Load a saved preset of this task, checked as `OpenSegBackbone.from_preset` checks one.
 
         A preset of another OpenSeg task (or a backbone saved with a preprocessor) loads its backbone and
-        preprocessor into this task, with this task's default options.
+        preprocessor into this task, with this task's default options. A preset saved under mixed precision
+        (e.g. by `keras-openseg demo --precision bfloat16`) loads in the current global dtype policy, as
+        keras_hub loads float presets; pass `dtype="mixed_bfloat16"` to compute in bfloat16 again.
         """
         return load_checked_preset(cls, super().from_preset, preset, load_weights, task_cls=cls, **kwargs)
 

@@ -12,6 +12,7 @@ This module imports no OpenSeg class: `OpenSegBackbone.from_preset` and `OpenSeg
 
 import json
 import os
+import re
 
 from keras_hub.src.utils.preset_utils import CONFIG_FILE
 from keras_hub.src.utils.preset_utils import IMAGE_CONVERTER_CONFIG_FILE
@@ -137,6 +138,8 @@ def load_checked_preset(cls, load, preset, load_weights=True, task_cls=None, **k
                 f"{sorted(OPENSEG_ARCHITECTURES)}."
             )
         check_local_preset(preset, load_weights=load_weights, task_cls=task_cls)
+        if task_cls is not None:
+            kwargs = with_mixed_policy_resolved(preset, kwargs)
     try:
         return load(preset, load_weights=load_weights, **kwargs)
     except LOADING_ERRORS as error:
@@ -144,6 +147,30 @@ def load_checked_preset(cls, load, preset, load_weights=True, task_cls=None, **k
             f"Could not load the OpenSeg preset '{preset}' as `{cls.__name__}`: the problem is in "
             f"{_culprit(error)}: {type(error).__name__}: {error}"
         ) from error
+
+
+def with_mixed_policy_resolved(preset, kwargs):
+    """`kwargs` for keras_hub's `load_task` of a local preset, with `dtype` set if it was saved mixed-precision.
+
+    keras_hub 0.32 loads a task saved in a float policy in the current global policy, but its check
+    (`is_float_dtype`) raises on "mixed_bfloat16" / "mixed_float16"; this applies its rule before it looks.
+    """
+    if kwargs.get("dtype") is None and _saved_mixed_policy(preset):
+        import keras
+
+        kwargs = dict(kwargs, dtype=keras.config.dtype_policy())
+    return kwargs
+
+
+def _saved_mixed_policy(preset):
+    """The mixed-precision policy name (`mixed_bfloat16`, `mixed_float16`) a local preset was saved in, or None."""
+    try:
+        with open(os.path.join(preset, CONFIG_FILE), encoding="utf-8") as file:
+            dtype = json.load(file).get("config", {}).get("dtype")
+    except (OSError, ValueError):
+        return None
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    return name if isinstance(name, str) and re.fullmatch(r"mixed_b?float\d+", name) else None
 
 
 def architecture_entry(name):

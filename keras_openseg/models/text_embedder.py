@@ -1,6 +1,7 @@
 """The frozen text encoder of OpenSeg: class names and caption words -> unit vectors (paper sec. 3.1)."""
 
 import hashlib
+import os
 
 import keras
 import keras_hub
@@ -15,6 +16,7 @@ from keras_hub.src.utils.preset_utils import check_file_exists
 from keras_hub.src.utils.preset_utils import get_preset_loader
 from keras_hub.src.utils.preset_utils import load_json
 
+from keras_openseg.models.preset_loading import with_mixed_policy_resolved
 from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 from keras_openseg.text import prompts
 
@@ -213,6 +215,8 @@ class TextEmbedder(keras_hub.models.Task):
         loader = get_preset_loader(preset)
         if isinstance(loader, KerasPresetLoader) and check_file_exists(preset, TASK_CONFIG_FILE):
             if issubclass(check_config_class(load_json(preset, TASK_CONFIG_FILE)), cls):
+                if os.path.isdir(preset):
+                    kwargs = with_mixed_policy_resolved(preset, kwargs)
                 embedder = loader.load_task(cls, load_weights, True, **kwargs)
                 if sequence_length is not None:
                     embedder.preprocessor.sequence_length = sequence_length

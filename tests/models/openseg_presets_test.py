@@ -263,3 +263,26 @@ def test_from_architecture_composes_component_presets(tmp_path, monkeypatch):
     assert isinstance(OpenSegTeacher.from_architecture("openseg_tiny_test", load_weights=False), OpenSegTeacher)
     with pytest.raises(ValueError, match="Unknown OpenSeg architecture"):
         OpenSegModel.from_architecture("openseg_nothing")
+
+
+def test_a_mixed_bfloat16_preset_loads_in_the_global_policy_or_the_one_asked_for(tmp_path):
+    """keras_hub 0.32's float-policy check raises on "mixed_bfloat16"; from_preset applies its rule itself."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = tiny_model()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.backbone.dtype_policy.name == "mixed_bfloat16"
+    model.save_to_preset(str(tmp_path / "preset"))
+    loaded = OpenSegModel.from_preset(str(tmp_path / "preset"))  # the global policy: float32
+    assert loaded.backbone.dtype_policy.name == "float32"
+    x = images(1)
+    expected = keras.ops.convert_to_numpy(keras.ops.cast(model.backbone(x)["region_embeddings"], "float32"))
+    result = keras.ops.convert_to_numpy(loaded.backbone(x)["region_embeddings"])
+    # The same weights: float32 against bfloat16 compute, whose 8-bit mantissa rounds every layer's activations
+    # (random-init region embeddings reach thousands): within 5 % of their largest magnitude.
+    np.testing.assert_allclose(result, expected, rtol=0, atol=0.05 * np.abs(expected).max())
+    again = OpenSegModel.from_preset(str(tmp_path / "preset"), dtype="mixed_bfloat16")
+    assert again.backbone.dtype_policy.name == "mixed_bfloat16"
