@@ -59,6 +59,31 @@ def fast_bfloat16(backend=None, on_cpu=None, cpuinfo="/proc/cpuinfo"):
     return bool(cpu_bfloat16_units(cpuinfo))
 
 
+def cpu_backend_advice(backend=None, on_cpu=None, cpuinfo="/proc/cpuinfo"):
+    """A line saying which backend is fastest on this CPU, when it is not the current one; else None.
+
+    On a CPU with bfloat16 units, JAX (XLA:CPU) runs bfloat16 no faster than float32 while TensorFlow and
+    PyTorch (oneDNN) run it about 2x faster (benchmarks/README.md), so a JAX user is told to switch.
+
+    Example:
+
+    >>> cpu_backend_advice("tensorflow", on_cpu=True) is None
+    True
+    """
+    backend = backend or keras.backend.backend()
+    if backend != "jax":
+        return None
+    if on_cpu is None:
+        on_cpu = _on_cpu(backend)
+    units = cpu_bfloat16_units(cpuinfo)
+    if not on_cpu or not units:
+        return None
+    return (
+        f"this CPU has {' and '.join(units)}: TensorFlow and PyTorch run bfloat16 about 2x faster than float32 "
+        "on it, JAX (XLA:CPU) does not; KERAS_BACKEND=tensorflow (or torch) is the fastest backend here"
+    )
+
+
 def _compute_dtype(dtype_policy):
     if dtype_policy is None:
         return keras.config.dtype_policy().compute_dtype

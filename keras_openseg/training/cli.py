@@ -105,6 +105,11 @@ def run(args):
     from keras_openseg.training.recipe import train
 
     config = config_from_args(args)  # bad input raises; keras_openseg.cli reports it as one line, status 2
+    from keras_openseg.models.compilation import cpu_backend_advice
+
+    advice = cpu_backend_advice()
+    if advice:
+        print(f"keras-openseg train: note: {advice}", file=sys.stderr)
     try:
         train(config)
     except FloatingPointError as error:

@@ -4,6 +4,7 @@ import keras
 import pytest
 from tiny_openseg import tiny_model
 
+from keras_openseg.models.compilation import cpu_backend_advice
 from keras_openseg.models.compilation import cpu_bfloat16_units
 from keras_openseg.models.compilation import default_jit_compile
 from keras_openseg.models.compilation import fast_bfloat16
@@ -68,3 +69,12 @@ def test_task_compile_follows_the_default():
     assert bool(model.jit_compile) is expected
     model.compile(jit_compile=False)
     assert model.jit_compile is False
+
+
+def test_jax_users_on_a_bfloat16_cpu_are_told_the_fastest_backend(tmp_path):
+    with_units = _cpuinfo(tmp_path, "avx512_bf16")
+    advice = cpu_backend_advice("jax", on_cpu=True, cpuinfo=with_units)
+    assert "KERAS_BACKEND=tensorflow" in advice and "avx512_bf16" in advice
+    assert cpu_backend_advice("jax", on_cpu=True, cpuinfo=str(tmp_path / "missing")) is None
+    assert cpu_backend_advice("jax", on_cpu=False, cpuinfo=with_units) is None
+    assert cpu_backend_advice("torch", on_cpu=True, cpuinfo=with_units) is None
