@@ -1,38 +1,46 @@
 #!/usr/bin/env bash
-# `make test`: the suite once per Keras backend, the backends at the same time (TEST_JOBS=1: one after another).
+# `make test`: the suite once per Keras backend, all at the same time (TEST_JOBS=1: one run after another).
 # Usage: .ci/test_backends.sh PYTHON "BACKENDS" [pytest args...]
-# Each backend's output goes to test-logs/<backend>.log and is printed whole when that run ends; the exit status
-# is 0 only when every run exits 0 (pytest's 5, nothing collected, fails too).
-# Why in parallel: on 2 cores a pass leaves a core idle much of the time (tracing, compiling and Python
-# overhead of small models are single-threaded), so three concurrent passes finish sooner than three in a row.
+# Each backend's pass is split into TEST_SHARDS processes (default 2 for the whole suite, 1 when pytest arguments
+# narrow the run): KERAS_OPENSEG_TEST_SHARD=i/n makes tests/conftest.py keep every n-th test file. Each run's
+# output goes to test-logs/<backend>-<i>.log and is printed whole when it ends; the exit status is 0 only when
+# every run exits 0 (pytest's 5, nothing collected, fails too).
+# Why in parallel: a pass is mostly single-threaded (tracing, compiling and Python overhead of small models), so
+# on 2 cores one pass leaves a core idle; six concurrent runs keep both busy.
 set -uo pipefail
 python=$1
 backends=$2
 shift 2
-jobs=${TEST_JOBS:-3}
+if [ "$#" -gt 0 ]; then shards=${TEST_SHARDS:-1}; else shards=${TEST_SHARDS:-2}; fi
 mkdir -p test-logs
+rm -f test-logs/*.log
 start=$SECONDS
 status=0
+runs=()
+for backend in $backends; do
+  for ((shard = 0; shard < shards; shard++)); do runs+=("$backend-$shard"); done
+done
+jobs=${TEST_JOBS:-${#runs[@]}}
 running=()
 
-finish() {  # waits for the oldest running pass and prints its log
-  local entry=${running[0]} pid backend code
+finish() {  # waits for the oldest running run and prints its log
+  local entry=${running[0]} pid run code
   running=("${running[@]:1}")
   pid=${entry%%:*}
-  backend=${entry#*:}
+  run=${entry#*:}
   wait "$pid"
   code=$?
-  echo "=== KERAS_BACKEND=$backend: pytest exit $code ($((SECONDS - start)) s since the start)"
-  cat "test-logs/$backend.log"
+  echo "=== ${run%-*} (KERAS_BACKEND), shard ${run##*-}/$shards: pytest exit $code ($((SECONDS - start)) s since the start)"
+  cat "test-logs/$run.log"
   if [ "$code" -ne 0 ]; then status=1; fi
 }
 
-for backend in $backends; do
-  KERAS_BACKEND=$backend "$python" -m pytest -q -p no:cacheprovider --durations=15 "$@" \
-    > "test-logs/$backend.log" 2>&1 &
-  running+=("$!:$backend")
+for run in "${runs[@]}"; do
+  KERAS_BACKEND=${run%-*} KERAS_OPENSEG_TEST_SHARD="${run##*-}/$shards" \
+    "$python" -m pytest -q -p no:cacheprovider --durations=15 "$@" > "test-logs/$run.log" 2>&1 &
+  running+=("$!:$run")
   if [ "${#running[@]}" -ge "$jobs" ]; then finish; fi
 done
 while [ "${#running[@]}" -gt 0 ]; do finish; done
-echo "=== all backends done in $((SECONDS - start)) s, status $status"
+echo "=== all runs done in $((SECONDS - start)) s, status $status"
 exit $status
