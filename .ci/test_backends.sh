@@ -5,7 +5,7 @@
 # tests/conftest.py keep every n-th test file. Each run's output goes to test-logs/<backend>-<i>.log and is printed
 # whole when it ends; the exit status is 0 only when every run exits 0 (pytest's 5, nothing collected, fails too).
 # Why in parallel: a pass is mostly single-threaded (tracing, compiling and Python overhead of small models), so
-# on 2 cores one pass leaves a core idle. Measured on 2 cores: three passes at once, 1,719 s; six (TEST_SHARDS=2)
+# on 2 cores one pass leaves a core idle. Measured on 2 cores: three passes at once, 1,704-1,719 s; six (TEST_SHARDS=2)
 # were slower (torch's two shards 10:12 and 12:42 against 9:28 for one pass; the frameworks' thread pools
 # contend), so the default stays one process per backend.
 set -uo pipefail

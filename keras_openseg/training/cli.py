@@ -109,7 +109,7 @@ def run(args):
 
     advice = cpu_backend_advice()
     if advice:
-        print(f"keras-openseg train: note: {advice}", file=sys.stderr)
+        print(f"note: {advice}")  # stdout: stderr carries only the one-line error of bad input
     try:
         train(config)
     except FloatingPointError as error:
