@@ -26,7 +26,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 install-test: $(VENV)/.test-installed
 install-demo: $(VENV)/.demo-installed
 
-# Runs the whole suite once per Keras backend, two processes per backend, all at once (TEST_JOBS=1: one after another); logs in
+# Runs the whole suite once per Keras backend, the backends concurrently (TEST_JOBS=1: one after another); logs in
 # test-logs/. pytest exits 5 when it collects nothing, which fails this target too.
 test: install-test
 	.ci/test_backends.sh $(PY) "$(BACKENDS)" $(PYTEST_ARGS)

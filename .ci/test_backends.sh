@@ -1,47 +1,40 @@
 #!/usr/bin/env bash
-# `make test`: the suite once per Keras backend, all at the same time (TEST_JOBS=1: one run after another).
+# `make test`: the suite once per Keras backend, the backends at the same time (TEST_JOBS=1: one after another).
 # Usage: .ci/test_backends.sh PYTHON "BACKENDS" [pytest args...]
-# TEST_SHARDS=n (default 1) splits each backend's pass into n processes: KERAS_OPENSEG_TEST_SHARD=i/n makes
-# tests/conftest.py keep every n-th test file. Each run's output goes to test-logs/<backend>-<i>.log and is printed
-# whole when it ends; the exit status is 0 only when every run exits 0 (pytest's 5, nothing collected, fails too).
-# Why in parallel: a pass is mostly single-threaded (tracing, compiling and Python overhead of small models), so
-# on 2 cores one pass leaves a core idle. Measured on 2 cores: three passes at once, 1,704-1,719 s; six (TEST_SHARDS=2)
-# were slower (torch's two shards 10:12 and 12:42 against 9:28 for one pass; the frameworks' thread pools
-# contend), so the default stays one process per backend.
+# Each backend's output goes to test-logs/<backend>.log and is printed whole when that run ends; the exit status
+# is 0 only when every run exits 0 (pytest's 5, nothing collected, fails too).
+# Why in parallel: on 2 cores a pass leaves a core idle much of the time (tracing, compiling and Python
+# overhead of small models are single-threaded), so three concurrent passes finish sooner than three in a row.
+# Measured on 2 cores (clean clone): three passes at once 1,704-1,719 s; two pytest processes per backend (six at
+# once, every other test file each) were slower (torch's two 10:12 and 12:42 against 9:28 for one pass).
 set -uo pipefail
 python=$1
 backends=$2
 shift 2
-shards=${TEST_SHARDS:-1}
+jobs=${TEST_JOBS:-3}
 mkdir -p test-logs
-rm -f test-logs/*.log
 start=$SECONDS
 status=0
-runs=()
-for backend in $backends; do
-  for ((shard = 0; shard < shards; shard++)); do runs+=("$backend-$shard"); done
-done
-jobs=${TEST_JOBS:-${#runs[@]}}
 running=()
 
-finish() {  # waits for the oldest running run and prints its log
-  local entry=${running[0]} pid run code
+finish() {  # waits for the oldest running pass and prints its log
+  local entry=${running[0]} pid backend code
   running=("${running[@]:1}")
   pid=${entry%%:*}
-  run=${entry#*:}
+  backend=${entry#*:}
   wait "$pid"
   code=$?
-  echo "=== ${run%-*} (KERAS_BACKEND), shard ${run##*-}/$shards: pytest exit $code ($((SECONDS - start)) s since the start)"
-  cat "test-logs/$run.log"
+  echo "=== KERAS_BACKEND=$backend: pytest exit $code ($((SECONDS - start)) s since the start)"
+  cat "test-logs/$backend.log"
   if [ "$code" -ne 0 ]; then status=1; fi
 }
 
-for run in "${runs[@]}"; do
-  KERAS_BACKEND=${run%-*} KERAS_OPENSEG_TEST_SHARD="${run##*-}/$shards" \
-    "$python" -m pytest -q -p no:cacheprovider --durations=15 "$@" > "test-logs/$run.log" 2>&1 &
-  running+=("$!:$run")
+for backend in $backends; do
+  KERAS_BACKEND=$backend "$python" -m pytest -q -p no:cacheprovider --durations=15 "$@" \
+    > "test-logs/$backend.log" 2>&1 &
+  running+=("$!:$backend")
   if [ "${#running[@]}" -ge "$jobs" ]; then finish; fi
 done
 while [ "${#running[@]}" -gt 0 ]; do finish; done
-echo "=== all runs done in $((SECONDS - start)) s, status $status"
+echo "=== all backends done in $((SECONDS - start)) s, status $status"
 exit $status

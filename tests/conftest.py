@@ -36,7 +36,6 @@ def pytest_collection_modifyitems(config, items):
     # backends' passes only, because the layers, models, losses and training steps they drive have their own
     # tests on every backend and running each pipeline three times would put CI over its 30 minutes. Set
     # KERAS_OPENSEG_ALL_BACKENDS=1 to run both kinds on every backend (a release check).
-    _keep_this_shard(config, items)
     if os.environ.get("KERAS_OPENSEG_ALL_BACKENDS"):
         return
     backend = keras.backend.backend()
@@ -52,27 +51,3 @@ def pytest_collection_modifyitems(config, items):
                 f"end-to-end test: runs on the {where} pass only ({why}; KERAS_OPENSEG_ALL_BACKENDS=1 runs it here)"
             )
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-def _keep_this_shard(config, items):
-    """KERAS_OPENSEG_TEST_SHARD=i/n (`.ci/test_backends.sh`) keeps every n-th test file from the i-th, in path order.
-
-    A pass is one process, mostly single-threaded (tracing, XLA compiles, small ops); two shards per backend keep
-    both cores busy. A file's tests stay together (module fixtures, notebooks that build on each other).
-    """
-    shard = os.environ.get("KERAS_OPENSEG_TEST_SHARD")
-    if not shard:
-        return
-    try:
-        index, count = (int(part) for part in shard.split("/"))
-        if not 0 <= index < count:
-            raise ValueError
-    except ValueError:
-        raise pytest.UsageError(
-            f"KERAS_OPENSEG_TEST_SHARD must be 'i/n' with 0 <= i < n. Received: {shard!r}"
-        ) from None
-    files = sorted({str(item.path) for item in items})
-    mine = {path for position, path in enumerate(files) if position % count == index}
-    kept = [item for item in items if str(item.path) in mine]
-    config.hook.pytest_deselected(items=[item for item in items if str(item.path) not in mine])
-    items[:] = kept
