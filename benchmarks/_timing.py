@@ -413,18 +413,19 @@ def cpu_description(cpuinfo="/proc/cpuinfo"):
     The bfloat16 speed-up a CPU can give depends on these: AMX tiles run bfloat16 matmuls several times
     float32's speed, AVX512_BF16 alone at most 2x (two bfloat16 products per float32 lane).
     """
-    model, flags = "unknown CPU", set()
+    from keras_openseg.models.compilation import cpu_bfloat16_units
+
+    model = "unknown CPU"
     try:
         with open(cpuinfo, encoding="utf-8") as file:
             for line in file:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown CPU":
+                if key.strip() == "model name":
                     model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
+                    break
     except OSError:
         pass
-    units = [name for name in ("amx_bf16", "avx512_bf16") if name in flags] or ["no bfloat16 units"]
+    units = cpu_bfloat16_units(cpuinfo) or ("no bfloat16 units",)
     return f"{model}, {os.cpu_count()} cores, {' + '.join(units)}"
 
 

@@ -1,7 +1,6 @@
 """The frozen text encoder of OpenSeg: class names and caption words -> unit vectors (paper sec. 3.1)."""
 
 import hashlib
-import os
 
 import keras
 import keras_hub
@@ -215,8 +214,7 @@ class TextEmbedder(keras_hub.models.Task):
         loader = get_preset_loader(preset)
         if isinstance(loader, KerasPresetLoader) and check_file_exists(preset, TASK_CONFIG_FILE):
             if issubclass(check_config_class(load_json(preset, TASK_CONFIG_FILE)), cls):
-                if os.path.isdir(preset):
-                    kwargs = with_mixed_policy_resolved(preset, kwargs)
+                kwargs = with_mixed_policy_resolved(preset, kwargs)  # a no-op for a hub handle (no local config)
                 embedder = loader.load_task(cls, load_weights, True, **kwargs)
                 if sequence_length is not None:
                     embedder.preprocessor.sequence_length = sequence_length
