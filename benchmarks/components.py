@@ -224,7 +224,7 @@ def model_memory_rows(quick):
     from keras_openseg.models import OpenSegModel
 
     hidden, embedding, batch_size, words, label_masks = (16, 16, 1, 4, 4) if quick else (128, 128, 2, 16, 32)
-    sizes = [(64, 8), (64, 16)] if quick else [(128, 64), (256, 64), (512, 64), (256, 32), (256, 128), (256, 256)]
+    sizes = [(64, 8)] if quick else [(128, 64), (256, 64), (512, 64), (256, 32), (256, 128), (256, 256)]
     rows = []
     base = {}
     for image_size, num_queries in sizes:

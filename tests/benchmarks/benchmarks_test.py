@@ -122,10 +122,12 @@ def test_cpu_description_names_the_model_and_the_bfloat16_units(tmp_path):
 @pytest.mark.slow
 @pytest.mark.end_to_end("jax", "torch", covered_by="jax counts the FLOPs, torch times an eager backend")
 def test_throughput_tiny_config():
-    result = throughput.measure("tiny", "float32", breakdown=True, repeats=1)
+    # The peers (DeepLabV3+, the bare encoder) are timed on torch; JAX's pass is about OpenSeg's FLOP counts.
+    jax = keras.backend.backend() == "jax"
+    result = throughput.measure("tiny", "float32", breakdown=True, repeats=1, peers=not jax)
     assert result["max_rss_bytes"] >= result["baseline_rss_bytes"] > 0
     assert all(np.isfinite(value) for value in result["train_losses"].values())
-    assert set(result["seconds"]) == {"openseg", "deeplab", "encoder", "train"}
+    assert set(result["seconds"]) == ({"openseg", "train"} if jax else {"openseg", "deeplab", "encoder", "train"})
     assert set(result["piece_seconds"]) == {
         "encoder",
         "fpn_fusion",
@@ -135,7 +137,7 @@ def test_throughput_tiny_config():
         "mask_pooling",
     }
     flops = result.get("flops")
-    if keras.backend.backend() == "jax":
+    if jax:
         # The backbone is its parts; the training step costs about three forward passes.
         parts = sum(piece["flops"] for piece in flops["pieces"].values())
         assert parts == pytest.approx(flops["openseg"]["flops"], rel=0.1)
