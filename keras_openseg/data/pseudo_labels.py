@@ -12,6 +12,7 @@ shard is written, the index `pseudo_labels.json` (`{"chunks", "examples", "image
 
 import itertools
 import json
+import sys
 
 import keras
 import numpy as np
@@ -30,7 +31,7 @@ def write_pseudo_labels(
     max_masks=32,
     shard_size=512,
     num_examples=None,
-    verbose=1,
+    verbose="auto",
     **pseudo_label_kwargs,
 ):
     """Labels every image of `dataset` with `teacher` into resumable shards under `output`.
@@ -53,7 +54,8 @@ def write_pseudo_labels(
         max_masks: int. Mask slots per image. Defaults to `32`.
         shard_size: int. Examples per shard (bounds the memory in use). Defaults to `512`.
         num_examples: int or None. Size of `dataset`, for the progress bar. Defaults to `None`.
-        verbose: int. 1 shows a progress bar, 0 nothing. Defaults to `1`.
+        verbose: "auto", int. 1 shows a live progress bar, 2 one line when done, 0 nothing; "auto" is 1 on a
+            terminal and 2 otherwise (a log file gets no cursor or colour codes). Defaults to `"auto"`.
         **pseudo_label_kwargs: passed to `teacher.pseudo_label` (`score_threshold`, `nms_iou`, ...).
 
     Returns:
@@ -101,6 +103,8 @@ def write_pseudo_labels(
             fitted["captions"] = example["captions"]
         return fitted
 
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
     progress = keras.utils.Progbar(num_examples, verbose=verbose, unit_name="image") if verbose else None
     if progress is not None and done:
         progress.update(done * shard_size)

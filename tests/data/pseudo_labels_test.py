@@ -139,3 +139,12 @@ def test_bad_input_is_an_error(tmp_path):
         write_pseudo_labels(BrightnessTeacher(), tf.data.Dataset.range(3), tmp_path, verbose=0)
     with pytest.raises(ValueError, match="no finished pseudo labels"):
         load_pseudo_labels(tmp_path / "missing")
+
+
+def test_progress_in_a_log_is_one_line_without_terminal_codes(tmp_path, capsys):
+    # stdout is captured (not a terminal): the default progress prints once, at the end, with no cursor or colour
+    # codes (a demo log is what people paste into issues).
+    write_pseudo_labels(ThresholdTeacher(), _images(), tmp_path / "labels", image_size=32, batch_size=1, num_examples=3)
+    out = capsys.readouterr().out
+    assert "3/3" in out and "\x1b" not in out and "\r" not in out
+    assert out.count("/3") == 1
