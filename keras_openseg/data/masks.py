@@ -24,7 +24,7 @@ def panoptic_ids(panoptic_image):
     return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
-def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks, mask_size=None):
+def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks, mask_size=None, segment_classes=None):
     """Binary masks of the largest `max_masks` valid segments of an id map, padded to `max_masks`.
 
     Args:
@@ -35,12 +35,15 @@ def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks, mask_size=
         max_masks: int. M, the number of mask slots.
         mask_size: int or None. Side of the returned masks, area-resized: each value is the fraction of the
             cell the segment covers, what the mask loss computes from full-size masks. None keeps [H, W].
+        segment_classes: int tensor [S] or None. The class of each segment (e.g. the tfds `category_id`).
+            When given, the class of each slot is returned too. Defaults to `None`.
 
     Returns:
-        (masks float32 [M, h, w], 0/1 at full size, mask_valid bool [M]). Slots are filled largest segment
-        first. Areas are ranked on a grid of about 128 x 128 samples of the id map (every pixel up to 255 px),
-        so at 640 px a segment that no sample hits (under ~5 x 5 px) gets no slot; a segment with no pixel
-        left is not valid.
+        (masks float32 [M, h, w], 0/1 at full size, mask_valid bool [M]), and with `segment_classes` a third
+        entry mask_classes int32 [M]: the class of each slot's segment, -1 for slots that are not valid.
+        Slots are filled largest segment first. Areas are ranked on a grid of about 128 x 128 samples of the
+        id map (every pixel up to 255 px), so at 640 px a segment that no sample hits (under ~5 x 5 px) gets no
+        slot; a segment with no pixel left is not valid.
     """
     segment_ids = tf.cast(segment_ids, tf.int32)
     # Areas from a histogram of the id map, never from the [S, H, W] stack of all segments (COCO has ~100);
@@ -55,7 +58,13 @@ def pack_segment_masks(id_map, segment_ids, segment_valid, max_masks, mask_size=
     top_areas, top = tf.math.top_k(areas, k=count)
     chosen = tf.gather(segment_ids, top)
     masks = tf.equal(id_map[None], chosen[:, None, None]) & (top_areas > 0)[:, None, None]
-    return _resize_and_pad(masks, tf.reduce_any(masks, axis=[1, 2]), max_masks, mask_size)
+    masks, valid = _resize_and_pad(masks, tf.reduce_any(masks, axis=[1, 2]), max_masks, mask_size)
+    if segment_classes is None:
+        return masks, valid
+    classes = tf.gather(tf.cast(segment_classes, tf.int32), top)
+    classes = tf.pad(classes, [[0, max_masks - tf.shape(classes)[0]]], constant_values=-1)
+    classes = tf.where(valid, classes, -1)
+    return masks, valid, tf.ensure_shape(classes, [max_masks])
 
 
 def pack_masks(masks, mask_valid, max_masks, mask_size=None):

@@ -27,6 +27,7 @@ def make_training_dataset(
     shuffle_buffer=1000,
     repeat=True,
     drop_remainder=True,
+    mask_classes=False,
 ):
     """Builds the `(x, y)` batches that `OpenSegModel.fit` trains on, mixing one or more sources.
 
@@ -63,12 +64,19 @@ def make_training_dataset(
         repeat: bool. Repeat every source forever (then pass `steps_per_epoch` to `fit`); otherwise the
             dataset ends with its first exhausted source. Defaults to `True`.
         drop_remainder: bool. Drop the last partial batch. Defaults to `True`.
+        mask_classes: bool. Also give each mask slot its class, for closed-vocabulary supervision
+            (`SupervisedRegionModel`, `TrainingConfig(supervision="labels")`): y then holds "mask_classes"
+            int32 [B, M], the `category_id` of each slot's segment as the panoptic source stores it
+            (openseg_shapes: 1-based indices into its metadata `class_names`; COCO: COCO's category ids),
+            -1 for invalid slots and for every slot of "masks" (pseudo labels) and caption-only sources.
+            A panoptic source must then have `segments["category_id"]`. Defaults to `False`.
 
     Returns:
         `tf.data.Dataset` of `(x, y)`: x = {"images" float32 [B, S, S, 3] in 0..255, "padding_mask" float32
         [B, S, S] (1 on the image's pixels, 0 on the bottom / right padding of a small image; the model ignores
         the padding, as at inference), "word_embeddings" float32 [B, K, E], "word_valid" bool [B, K]},
-        y = {"masks" float32 [B, M, S, S] of 0/1, "mask_valid" bool [B, M]}.
+        y = {"masks" float32 [B, M, S, S] of 0/1, "mask_valid" bool [B, M]} (and "mask_classes" int32 [B, M]
+        with `mask_classes=True`).
 
     Example:
     ```python
@@ -115,6 +123,7 @@ def make_training_dataset(
             tuple(scale_range),
             flip,
             None if mask_size is None else int(mask_size),
+            bool(mask_classes),
         )
         dataset = source.dataset
         if shuffle_buffer:
@@ -154,13 +163,33 @@ def make_training_dataset(
 
 def _split_inputs_and_targets(batch):
     x = {key: batch[key] for key in ("images", "padding_mask", "word_embeddings", "word_valid")}
-    y = {key: batch[key] for key in ("masks", "mask_valid")}
+    y = {key: batch[key] for key in ("masks", "mask_valid", "mask_classes") if key in batch}
     return x, y
 
 
-def _example_fn(source, table, embeddings, image_size, max_masks, max_words, keep_prob, scale_range, flip, mask_size):
+def _example_fn(
+    source,
+    table,
+    embeddings,
+    image_size,
+    max_masks,
+    max_words,
+    keep_prob,
+    scale_range,
+    flip,
+    mask_size,
+    mask_classes=False,
+):
     """The per-example map function of one source."""
     kind = source.kind
+    if mask_classes and kind == "panoptic":
+        segments_spec = source.dataset.element_spec.get("segments")
+        if not isinstance(segments_spec, dict) or "category_id" not in segments_spec:
+            raise ValueError(
+                f"`mask_classes=True` needs the class of every segment, but the panoptic source {source.name!r} "
+                "has no `segments['category_id']`: give its segments their category ids, or train without "
+                "classes (mask_classes=False, TrainingConfig(supervision='captions'))."
+            )
     has_captions = source.caption_words and "captions" in source.dataset.element_spec
     words = _CaptionWordLookup(source.caption_words, table, source.name) if has_captions else None
     embedding_dim = int(embeddings.shape[-1])
@@ -178,9 +207,17 @@ def _example_fn(source, table, embeddings, image_size, max_masks, max_words, kee
             ids = masks_lib.panoptic_ids(example["panoptic_image"])
             ids = augmentation.apply_geometry(ids[..., None], geometry, image_size, method="nearest")[..., 0]
             segments = example["segments"]
-            output["masks"], output["mask_valid"] = masks_lib.pack_segment_masks(
-                ids, segments["id"], tf.logical_not(tf.cast(segments["is_crowd"], tf.bool)), max_masks, mask_size
+            packed = masks_lib.pack_segment_masks(
+                ids,
+                segments["id"],
+                tf.logical_not(tf.cast(segments["is_crowd"], tf.bool)),
+                max_masks,
+                mask_size,
+                segment_classes=segments["category_id"] if mask_classes else None,
             )
+            output["masks"], output["mask_valid"] = packed[:2]
+            if mask_classes:
+                output["mask_classes"] = packed[2]
         elif kind == "masks":
             stack = tf.cast(example["masks"], tf.float32)
             valid = example.get("mask_valid", tf.ones(tf.shape(stack)[:1], tf.bool))
@@ -193,6 +230,9 @@ def _example_fn(source, table, embeddings, image_size, max_masks, max_words, kee
         else:
             output["masks"] = tf.zeros([max_masks, mask_size or image_size, mask_size or image_size], tf.float32)
             output["mask_valid"] = tf.zeros([max_masks], tf.bool)
+        if mask_classes and kind != "panoptic":
+            # Pseudo labels and caption-only examples have no class: no mask of theirs takes part in the CE.
+            output["mask_classes"] = tf.fill([max_masks], -1)
 
         if words is not None:
             word_ids = words.sample(example["captions"], caption_seed, keep_prob, max_words)

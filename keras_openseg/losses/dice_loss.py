@@ -87,7 +87,7 @@ def greedy_assignment(scores, valid):
     return ops.stop_gradient(assignment)
 
 
-def best_match_dice_loss(pred_masks, gt_masks, gt_valid=None, smooth=1.0, matching="max"):
+def best_match_dice_loss(pred_masks, gt_masks, gt_valid=None, smooth=1.0, matching="max", return_assignment=False):
     """Best-match dice loss L_S between predicted and label masks (OpenSeg eq. 1, sec. 3.3).
 
     Every label mask is matched to a predicted mask and scored by `1 - dice`; per image the loss is the mean
@@ -106,9 +106,14 @@ def best_match_dice_loss(pred_masks, gt_masks, gt_valid=None, smooth=1.0, matchi
             label its own query by a greedy in-graph assignment on the dice matrix (see `greedy_assignment`);
             labels left over when the valid labels outnumber the queries fall back to their best query.
             Defaults to `"max"`.
+        return_assignment: bool. Also return which query each label mask was matched to (e.g. to read out
+            the matched queries' region embeddings, as `SupervisedRegionModel` does). Defaults to `False`.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar; with `return_assignment`, a tuple `(loss, assignment)` where `assignment` is
+        `[B, N, M]` float32 0/1 with the gradient stopped: column m is the one-hot of the query label m was
+        scored with (its best query for `"max"`, its own query for `"one_to_one"`), all zeros for invalid
+        labels.
 
     Example:
 
@@ -146,11 +151,15 @@ def best_match_dice_loss(pred_masks, gt_masks, gt_valid=None, smooth=1.0, matchi
 
     if gt_masks.shape[1] == 0:
         # No label slots at all; keep the graph connected to the predictions so gradients are zeros, not None.
-        return ops.sum(pred_masks) * 0.0
+        loss = ops.sum(pred_masks) * 0.0
+        if return_assignment:
+            return loss, ops.zeros((ops.shape(pred_masks)[0], ops.shape(pred_masks)[1], 0), "float32")
+        return loss
 
     gt_masks = resize(gt_masks, ops.shape(pred_masks)[2:4], axes=(2, 3), interpolation="area")
     dice = dice_matrix(pred_masks, gt_masks, smooth)  # [B, N, M]
     best_dice = ops.max(dice, axis=1)  # [B, M]
+    assignment = None
     if matching == "one_to_one":
         assignment = greedy_assignment(dice, gt_valid)
         assigned = ops.sum(assignment, axis=1)  # [B, M], 1 where the label got its own query
@@ -161,7 +170,24 @@ def best_match_dice_loss(pred_masks, gt_masks, gt_valid=None, smooth=1.0, matchi
     count = ops.sum(valid, axis=1)  # [B]
     per_image = ops.sum(valid * (1.0 - best_dice), axis=1) / ops.maximum(count, 1.0)
     has_labels = ops.cast(count > 0.0, "float32")
-    return ops.sum(per_image * has_labels) / ops.maximum(ops.sum(has_labels), 1.0)
+    loss = ops.sum(per_image * has_labels) / ops.maximum(ops.sum(has_labels), 1.0)
+    if not return_assignment:
+        return loss
+    return loss, _matched_queries(dice, valid, assignment)
+
+
+def _matched_queries(dice, valid, assignment=None):
+    """`[B, N, M]` 0/1 (gradient stopped): the query each valid label is scored with by `best_match_dice_loss`.
+
+    Without a one-to-one `assignment` that is each label's best query (argmax of its dice, the first on ties,
+    whose dice is the max); with one, the assigned query, and the best one for labels left without.
+    """
+    dice = ops.stop_gradient(dice)
+    best = ops.transpose(ops.one_hot(ops.argmax(dice, axis=1), ops.shape(dice)[1], dtype="float32"), (0, 2, 1))
+    if assignment is not None:
+        assigned = ops.sum(assignment, axis=1, keepdims=True) > 0.0  # [B, 1, M]
+        best = ops.where(assigned, assignment, best)
+    return ops.stop_gradient(best * valid[:, None, :])
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg")

@@ -14,6 +14,8 @@ from keras_openseg.models.openseg_task import cosine_schedule
 from keras_openseg.models.openseg_task import training_optimizer
 from keras_openseg.models.openseg_teacher import OpenSegTeacher
 from keras_openseg.models.per_pixel_grounding_model import PerPixelGroundingModel
+from keras_openseg.models.supervised_region_model import SupervisedRegionModel
+from keras_openseg.models.supervised_region_model import region_classification_loss
 from keras_openseg.models.text_embedder import TextEmbedder
 from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 
@@ -25,12 +27,14 @@ __all__ = [
     "OpenSegPreprocessor",
     "OpenSegTeacher",
     "PerPixelGroundingModel",
+    "SupervisedRegionModel",
     "TextEmbedder",
     "TextEmbedderPreprocessor",
     "cosine_schedule",
     "mask_iou",
     "mask_nms",
     "pixel_logits",
+    "region_classification_loss",
     "region_pooled_pixel_features",
     "segmentation_logits",
     "training_optimizer",

@@ -43,7 +43,8 @@ def train(config, model=None, text_embedder=None, extractor=None, table=None, ca
 
     Args:
         config: `TrainingConfig`.
-        model: the `OpenSegModel` (or, with `config.teacher`, `OpenSegTeacher`) to train, or None to build
+        model: the `OpenSegModel` (or, with `config.teacher`, `OpenSegTeacher`; with
+            `config.supervision="labels"`, `SupervisedRegionModel`) to train, or None to build
             `config.architecture` (`build_model`). A given model runs on one device (`config.distribution`
             "none" or "auto" on one device) with the dtype policy it was built with; it is compiled here.
             Defaults to `None`.
@@ -118,7 +119,12 @@ def train(config, model=None, text_embedder=None, extractor=None, table=None, ca
             if initial_step:
                 TrainingCheckpoint.restore(model, checkpoint_dir)
         if verbose and distribution.is_chief:
-            loss = "mask loss only" if config.teacher else f"{'sync' if config.sync_loss else 'unsync'} grounding loss"
+            if config.teacher:
+                loss = "mask loss only"
+            elif config.supervision == "labels":
+                loss = "supervised class loss (closed-vocabulary upper bound)"
+            else:
+                loss = f"{'sync' if config.sync_loss else 'unsync'} grounding loss"
             print(
                 f"{type(model).__name__} on {distribution.num_replicas} replica(s) ({distribution.mode}), global "
                 f"batch {config.batch_size}, {loss}, steps {initial_step}..{config.steps} -> {config.output}"
@@ -226,6 +232,12 @@ def build_model(config, embedding_dim, text_embedder=None):
     from keras_openseg.models import OpenSegModel
     from keras_openseg.models import OpenSegTeacher
 
+    if config.supervision == "labels":
+        raise ValueError(
+            "`supervision='labels'` trains a SupervisedRegionModel, which needs the text embeddings of the class "
+            "names: pass model=SupervisedRegionModel(backbone, preprocessor, class_embeddings=..., class_ids=...) "
+            "to `train(config, model=...)`."
+        )
     task_cls = OpenSegTeacher if config.teacher else OpenSegModel
     if config.architecture in OPENSEG_ARCHITECTURES:
         has_text_encoder = OPENSEG_ARCHITECTURES[config.architecture]["text_encoder"] is not None
@@ -248,13 +260,26 @@ def check_given_model(model, config, distribution, embedding_dim):
     """Raise a ValueError unless `model`, given to `train`, fits the run."""
     from keras_openseg.models import OpenSegModel
     from keras_openseg.models import OpenSegTeacher
+    from keras_openseg.models import SupervisedRegionModel
 
-    expected = OpenSegTeacher if config.teacher else OpenSegModel
-    if not isinstance(model, expected):
-        raise ValueError(
-            f"`model` must be an `{expected.__name__}` for a run with teacher={config.teacher}. Received: "
-            f"{type(model).__name__}"
-        )
+    if config.supervision == "labels":
+        if not isinstance(model, SupervisedRegionModel):
+            raise ValueError(
+                "`model` must be a `SupervisedRegionModel` for a run with supervision='labels' (the region "
+                f"embeddings learn their masks' classes). Received: {type(model).__name__}"
+            )
+    else:
+        if isinstance(model, SupervisedRegionModel):
+            raise ValueError(
+                "A `SupervisedRegionModel` learns from its masks' classes: train it with "
+                f"TrainingConfig(supervision='labels'). Received: supervision={config.supervision!r}"
+            )
+        expected = OpenSegTeacher if config.teacher else OpenSegModel
+        if not isinstance(model, expected):
+            raise ValueError(
+                f"`model` must be an `{expected.__name__}` for a run with teacher={config.teacher}. Received: "
+                f"{type(model).__name__}"
+            )
     if distribution.num_replicas > 1:
         # Its variables were created outside the distribution's scope, so they would not be replicated.
         raise ValueError(
@@ -319,6 +344,7 @@ def build_training_dataset(config, table, sources, distribution=None, skip_steps
         keep_prob=config.keep_prob,
         seed=config.seed,
         drop_remainder=True,  # static shapes, as TPUs and XLA-sharded JAX need
+        mask_classes=config.supervision == "labels",  # the classes of the masks, for SupervisedRegionModel
     )
     if skip_steps:
         dataset = dataset.skip(skip_steps)

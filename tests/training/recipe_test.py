@@ -1,18 +1,26 @@
-"""train(): teacher -> pseudo labels -> student through the CLI (resuming and seeds: determinism_test.py)."""
+"""train(): teacher -> pseudo labels -> student through the CLI (resuming and seeds: determinism_test.py), and the
+supervised upper bound (supervision="labels")."""
 
 import argparse
 import os
 
 import keras
+import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from training_fakes import WhitespaceExtractor
 from training_fakes import random_word_table
 from training_fakes import tiny_config
 
 from keras_openseg.data import load_pseudo_labels
+from keras_openseg.models import OpenSegModel
+from keras_openseg.models import SupervisedRegionModel
+from keras_openseg.training import Distribution
+from keras_openseg.training import build_model
 from keras_openseg.training import cli
 from keras_openseg.training import pseudo_label
 from keras_openseg.training import train
+from keras_openseg.training.recipe import check_given_model
 
 
 def parse(module, *flags):
@@ -85,3 +93,33 @@ def test_teacher_pseudo_labels_student(shapes_data_dir, tmp_path):
     assert student.backbone.dtype_policy.name == "mixed_bfloat16"
     assert keras.config.dtype_policy().name == "float32"  # restored after the run
     assert os.path.exists(tmp_path / "student" / "preset" / "task.weights.h5")
+
+
+@pytest.mark.slow
+def test_supervised_upper_bound_trains_on_the_masks_classes(shapes_data_dir, tmp_path):
+    names = tfds.builder("openseg_shapes/tiny", data_dir=shapes_data_dir).info.metadata["class_names"]
+    class_embeddings = np.random.default_rng(0).normal(size=(len(names), 8)).astype("float32")
+    config = tiny_config(shapes_data_dir, tmp_path / "labels", steps=2, supervision="labels")
+    model = SupervisedRegionModel.from_architecture("test_tiny", class_embeddings=class_embeddings)
+    log = {}
+
+    class Logs(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            log.update(logs or {})
+
+    model = train(
+        config, model=model, extractor=WhitespaceExtractor(), table=random_word_table(), callbacks=[Logs()], verbose=0
+    )
+    assert set(log) >= {"loss", "classification_loss", "dice_loss"} and "grounding_loss" not in log
+    assert all(np.isfinite(value) for value in log.values()) and log["classification_loss"] > 0
+    restored = OpenSegModel.from_preset(str(tmp_path / "labels" / "preset"))
+    assert type(restored) is SupervisedRegionModel
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored.class_embeddings), class_embeddings)
+
+    # The model must fit the supervision, and `train` does not build a SupervisedRegionModel itself.
+    with pytest.raises(ValueError, match="pass model=SupervisedRegionModel"):
+        build_model(config, embedding_dim=8)
+    with pytest.raises(ValueError, match="must be a `SupervisedRegionModel`"):
+        check_given_model(OpenSegModel.from_architecture("test_tiny"), config, Distribution("none"), 8)
+    with pytest.raises(ValueError, match="supervision='labels'"):
+        check_given_model(model, config.replace(supervision="captions"), Distribution("none"), 8)

@@ -20,6 +20,7 @@ def test_defaults_are_the_paper_recipe():
     config = TrainingConfig()
     assert (config.learning_rate, config.weight_decay, config.keep_prob, config.image_size) == (0.005, 1e-5, 0.5, 640)
     assert config.sync_loss is False  # the paper's per-core ("unsync") grounding loss
+    assert config.supervision == "captions"  # the paper's weak supervision, not the supervised upper bound
     assert config.total_warmup_steps == config.steps // 20
     assert TrainingConfig(datasets="a,b").datasets == ("a", "b")
 
@@ -51,6 +52,8 @@ def test_resume_continues_the_saved_config(tmp_path):
         ({"batch_size": 6, "group_size": 4}, "group_size"),
         ({"warmup_steps": 2000}, "warmup_steps"),
         ({"datasets": ()}, "datasets"),
+        ({"supervision": "bad"}, "supervision"),
+        ({"supervision": "labels", "teacher": True}, "supervision"),
     ],
 )
 def test_bad_values_name_the_field(changes, field):
