@@ -42,6 +42,10 @@ import time
 
 import numpy as np
 
+from keras_openseg.demo import DemoSettings  # the reduced demo of one row; imports no backend
+from keras_openseg.demo import _jsonable
+from keras_openseg.demo import _number
+
 # --- What runs --------------------------------------------------------------------------------------------
 
 
@@ -155,29 +159,9 @@ TABLES = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Size:
-    """The reduced demo of one ablation row (see `keras_openseg.demo.DemoSettings`)."""
-
-    dataset: str
-    architecture: str
-    image_size: int
-    batch_size: int
-    teacher_steps: int
-    student_steps: int
-    learning_rate: float
-    keep_prob: float
-    alpha: float
-    human_percent: int
-    max_masks: int
-    max_words: int
-    eval_examples: int
-    overlay_images: int = 0
-
-
 SIZES = {
     # 64 px images, a third of the demo's student steps, 150 held-out images: ~20 rows x 3 seeds in 90 minutes.
-    "default": Size(
+    "default": DemoSettings(
         dataset="openseg_shapes/default",
         architecture="demo",
         image_size=64,
@@ -191,8 +175,9 @@ SIZES = {
         max_masks=8,
         max_words=8,
         eval_examples=150,
+        overlay_images=0,
     ),
-    "quick": Size(
+    "quick": DemoSettings(
         dataset="openseg_shapes/tiny",
         architecture="quick",
         image_size=32,
@@ -206,6 +191,7 @@ SIZES = {
         max_masks=4,
         max_words=8,
         eval_examples=4,
+        overlay_images=0,
     ),
 }
 
@@ -290,43 +276,27 @@ class _Seed:
         return self.teachers[key]
 
     def _backbone(self, variant, region_mask_gradient=False):
-        from keras_openseg.models import OpenSegBackbone
-        from keras_openseg.models import OpenSegImageConverter
-        from keras_openseg.models import OpenSegPreprocessor
+        from keras_openseg.demo import build_demo_backbone
 
-        grid = self.size.image_size // 4
-        backbone = OpenSegBackbone.from_architecture(
-            self.size.architecture,
-            embedding_dim=self.shared["embedding_dim"],
-            position_grid=(grid, grid),
+        backbone, preprocessor, _ = build_demo_backbone(
+            self.size,
+            self.shared["embedding_dim"],
             self_attention=variant.self_attention,
             position_initializer=variant.position_initializer,
             region_mask_gradient=region_mask_gradient,
         )
-        converter = OpenSegImageConverter.from_architecture(self.size.architecture)
-        return backbone, OpenSegPreprocessor(converter)
+        return backbone, preprocessor
 
     def _config(self, name, variant, steps, **changes):
-        from keras_openseg.training import TrainingConfig
-
+        """The demo's config of stage `name` (`_Demo._config`) with the variant's kp, alpha and precision."""
         size = self.size
-        return TrainingConfig(
-            datasets=(size.dataset,),
-            data_dir=self.shared["data_dir"],
-            split=f"train[:{size.human_percent}%]",
-            image_size=size.image_size,
-            batch_size=size.batch_size,
+        return self.demo._config(
+            name,
             steps=steps,
-            learning_rate=size.learning_rate,
             keep_prob=size.keep_prob if variant.keep_prob is None else variant.keep_prob,
             alpha=size.alpha if variant.alpha is None else variant.alpha,
-            max_masks=size.max_masks,
-            max_words=size.max_words,
-            checkpoint_every=steps,
             log_every=max(steps // 10, 1),
             mixed_precision="bfloat16" if variant.precision == "bfloat16" else None,
-            seed=self.seed,
-            output=os.path.join(self.output, "runs", name),
             **changes,
         )
 
@@ -661,24 +631,6 @@ def plot(results, path):
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
-
-
-def _number(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.3f}"
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def main(argv=None):

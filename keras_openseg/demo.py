@@ -334,17 +334,17 @@ class _Demo:
         return text_embedder, extractor, table
 
     def _config(self, name, **changes):
+        """The run's `TrainingConfig` for stage `name`; `changes` set or override its fields (`steps` is required)."""
         from keras_openseg.training import TrainingConfig
 
         settings = self.settings
-        steps = changes.pop("steps")
-        return TrainingConfig(
+        steps = changes["steps"]
+        fields = dict(
             datasets=(settings.dataset,),
             data_dir=self.data_dir,
             split=f"train[:{settings.human_percent}%]",
             image_size=settings.image_size,
             batch_size=settings.batch_size,
-            steps=steps,
             learning_rate=settings.learning_rate,
             keep_prob=settings.keep_prob,
             max_masks=settings.max_masks,
@@ -354,8 +354,8 @@ class _Demo:
             log_every=max(steps // 20, 1),
             seed=self.seed,
             output=os.path.join(self.output, "runs", name),
-            **changes,
         )
+        return TrainingConfig(**{**fields, **changes})
 
     def _train_teacher(self):
         from keras_openseg.models import OpenSegTeacher
@@ -515,7 +515,7 @@ class _Demo:
         return folder
 
 
-def build_demo_backbone(settings, embedding_dim):
+def build_demo_backbone(settings, embedding_dim, **backbone_kwargs):
     """A random-init `OpenSegBackbone` of the demo's architecture, its preprocessor and its dice matching.
 
     The architecture is `settings.architecture` of `OpenSegBackbone.architectures` ("demo" or "quick"), with
@@ -524,6 +524,8 @@ def build_demo_backbone(settings, embedding_dim):
     Args:
         settings: `DemoSettings`.
         embedding_dim: int. Text-embedding size (384 for all-MiniLM-L6-v2).
+        **backbone_kwargs: `OpenSegBackbone` arguments that override the architecture's (e.g.
+            `self_attention=False`).
 
     Returns:
         `(backbone, preprocessor, matching)`.
@@ -535,7 +537,7 @@ def build_demo_backbone(settings, embedding_dim):
 
     grid = settings.image_size // 4
     backbone = OpenSegBackbone.from_architecture(
-        settings.architecture, embedding_dim=embedding_dim, position_grid=(grid, grid)
+        settings.architecture, embedding_dim=embedding_dim, position_grid=(grid, grid), **backbone_kwargs
     )
     preprocessor = OpenSegPreprocessor(OpenSegImageConverter.from_architecture(settings.architecture))
     return backbone, preprocessor, OPENSEG_ARCHITECTURES[settings.architecture]["task"]["matching"]
