@@ -3,6 +3,7 @@
     python benchmarks/ablations.py                          # every table, seeds 0 1 2 (<= 90 min on 2 CPU cores)
     python benchmarks/ablations.py --quick                  # smoke test of every row (tiny data, 2 steps, 1 seed)
     python benchmarks/ablations.py --tables 4,9 --seeds 0,1 --output /tmp/ablations
+    python benchmarks/ablations.py --report benchmarks/results/ablations.json   # the tables of a stored run
 
 Every row is the quick-start demo's recipe (`keras_openseg.demo`: teacher with L_S only -> pseudo labels for
 the caption-only part of `train` -> student with L_G + alpha L_S on the equal-probability mix) at the reduced
@@ -23,8 +24,9 @@ training, the hexagon never named in a training caption) with the class names as
 
 A seed fixes a whole row (weights, input pipeline, word dropping), so rows of one seed differ only in what
 they change. The paper's own numbers are not printed: its tables were not available offline when this was
-written; each table states the paper's direction, and the verdict says whether ours follows it (the
-difference of means against the spread of the paired per-seed differences).
+written; each table states the paper's direction, each row's paired verdict against its reference row
+(higher / lower when every seed's difference has one sign and their mean exceeds their spread, else same), and
+whether that follows the paper (holds / not shown / opposite).
 
 Writes `OUTPUT/ablations.json` (per row and seed: the metrics, per-class IoUs, seconds) and
 `OUTPUT/ablations.png` (bar chart with error bars); `--json` and `--figure` copy them elsewhere (the
@@ -88,18 +90,19 @@ VARIANTS = {
     "bfloat16": Variant(precision="bfloat16"),
 }
 
-# (key, title, the paper's direction, rows (label, variant, metric)); the first row is the reference the others
-# are compared with, paired by seed.
+# (key, title, the paper's direction, rows (label, variant, metric, expected)). Each row is compared, paired by
+# seed, with the table's first row of the same metric (the first row when none precedes it); `expected` is the
+# paper's direction for that comparison: "lower", "higher", "lower or same" (the paper's >=) or None (no claim).
 TABLES = (
     (
         "4",
         "Table 4: what the words are grounded in",
         "region embeddings > per-pixel embeddings; ground-truth masks above both (the oracle)",
         (
-            ("region embeddings (OpenSeg)", "openseg", "miou"),
-            ("per-pixel embeddings (LSeg+-style)", "per_pixel", "miou"),
-            ("ground-truth masks (oracle read-out)", "openseg", "gt_mask_miou"),
-            ("supervised upper bound (mask classes)", "supervised", "miou"),
+            ("region embeddings (OpenSeg)", "openseg", "miou", None),
+            ("per-pixel embeddings (LSeg+-style)", "per_pixel", "miou", "lower"),
+            ("ground-truth masks (oracle read-out)", "openseg", "gt_mask_miou", "higher"),
+            ("supervised upper bound (mask classes)", "supervised", "miou", "higher"),
         ),
     ),
     (
@@ -107,9 +110,9 @@ TABLES = (
         "Table 5: caption words",
         "nouns + adjectives >= nouns only > all words",
         (
-            ("nouns + adjectives", "openseg", "miou"),
-            ("nouns only", "nouns", "miou"),
-            ("all words", "all_words", "miou"),
+            ("nouns + adjectives", "openseg", "miou", None),
+            ("nouns only", "nouns", "miou", "lower or same"),
+            ("all words", "all_words", "miou", "lower"),
         ),
     ),
     (
@@ -117,10 +120,10 @@ TABLES = (
         "Table 8: the segmentation loss in the student",
         "with L_S > without (the masks need their loss)",
         (
-            ("L_G + L_S", "openseg", "miou"),
-            ("L_G only", "no_mask_loss", "miou"),
-            ("L_G + L_S: proposal recall@0.5", "openseg", "recall@0.5"),
-            ("L_G only: proposal recall@0.5", "no_mask_loss", "recall@0.5"),
+            ("L_G + L_S", "openseg", "miou", None),
+            ("L_G only", "no_mask_loss", "miou", "lower"),
+            ("L_G + L_S: proposal recall@0.5", "openseg", "recall@0.5", None),
+            ("L_G only: proposal recall@0.5", "no_mask_loss", "recall@0.5", "lower"),
         ),
     ),
     (
@@ -128,10 +131,10 @@ TABLES = (
         "Table 9: keep probability of caption words",
         "kp 0.5 best; 1.0 (no dropping) and 0.25 lower",
         (
-            ("kp 0.5 (the paper's)", "kp_0.5", "miou"),
-            ("kp 0.25", "kp_0.25", "miou"),
-            ("kp 0.75", "kp_0.75", "miou"),
-            ("kp 1.0 (the demo's)", "openseg", "miou"),
+            ("kp 0.5 (the paper's)", "kp_0.5", "miou", None),
+            ("kp 0.25", "kp_0.25", "miou", "lower"),
+            ("kp 0.75", "kp_0.75", "miou", "lower or same"),
+            ("kp 1.0 (the demo's)", "openseg", "miou", "lower"),
         ),
     ),
     (
@@ -139,8 +142,8 @@ TABLES = (
         "Sec. 3.3 / fig. 5: pseudo-labelled caption-only data",
         "with pseudo labels > without",
         (
-            ("human + pseudo labels", "openseg", "miou"),
-            ("human labels only", "no_pseudo_labels", "miou"),
+            ("human + pseudo labels", "openseg", "miou", None),
+            ("human labels only", "no_pseudo_labels", "miou", "lower"),
         ),
     ),
     (
@@ -148,33 +151,34 @@ TABLES = (
         "Beyond the paper: the demo's options (each row turns one off)",
         "(not in the paper) each option helps a small model in few steps",
         (
-            ("the demo (all options)", "openseg", "miou"),
-            ("masks with gradient in the pooling", "mask_gradient", "miou"),
-            ("max matching (the paper's)", "max_matching", "miou"),
-            ("no query self-attention", "no_self_attention", "miou"),
-            ("learned position codes", "learned_positions", "miou"),
-            ("mixed bfloat16 (all models)", "bfloat16", "miou"),
+            ("the demo (all options)", "openseg", "miou", None),
+            ("masks with gradient in the pooling", "mask_gradient", "miou", "lower"),
+            ("max matching (the paper's)", "max_matching", "miou", "lower"),
+            ("no query self-attention", "no_self_attention", "miou", "lower"),
+            ("learned position codes", "learned_positions", "miou", "lower"),
+            ("mixed bfloat16 (all models)", "bfloat16", "miou", "lower or same"),
         ),
     ),
 )
 
 
 SIZES = {
-    # 64 px images, a third of the demo's student steps, 150 held-out images: ~20 rows x 3 seeds in 90 minutes.
+    # 64 px images, under a quarter of the demo's steps, 120 held-out images: 15 rows + 5 teachers x 3 seeds in
+    # 90 minutes on 2 cores (teacher 200 / student 500 steps took 26 min for table 4's 3 rows alone: ~110 min in all).
     "default": DemoSettings(
         dataset="openseg_shapes/default",
         architecture="demo",
         image_size=64,
         batch_size=16,
-        teacher_steps=200,
-        student_steps=500,
+        teacher_steps=140,
+        student_steps=340,
         learning_rate=0.02,
         keep_prob=1.0,
         alpha=1.0,
         human_percent=50,
         max_masks=8,
         max_words=8,
-        eval_examples=150,
+        eval_examples=120,
         overlay_images=0,
     ),
     "quick": DemoSettings(
@@ -205,7 +209,15 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=None, help="tfds data directory (default: tfds's own)")
     parser.add_argument("--json", default=None, help="also write the results JSON here")
     parser.add_argument("--figure", default=None, help="also write the bar chart (PNG) here")
+    parser.add_argument(
+        "--report",
+        default=None,
+        metavar="JSON",
+        help="train nothing: print the tables of a results JSON (and --figure)",
+    )
     args = parser.parse_args(argv)
+    if args.report and not os.path.isfile(args.report):
+        parser.error(f"--report: no such file {args.report!r}")
     keys = [table[0] for table in TABLES]
     args.tables = keys if args.tables == "all" else [key.strip() for key in args.tables.split(",") if key.strip()]
     unknown = sorted(set(args.tables) - set(keys))
@@ -223,7 +235,7 @@ def parse_args(argv=None):
 
 def selected_variants(table_keys):
     """The variants the chosen tables need, in a fixed order (shared teachers first)."""
-    names = {variant for key, _, _, rows in TABLES if key in table_keys for _, variant, _ in rows}
+    names = {row[1] for key, _, _, rows in TABLES if key in table_keys for row in rows}
     return [name for name in VARIANTS if name in names]
 
 
@@ -562,22 +574,58 @@ def verdict(results, reference, row):
     return mean, std, "same"
 
 
+def reference_row(rows, index):
+    """The row that row `index` of a table is compared with: the first earlier row of its metric, else row 0."""
+    metric = rows[index][2]
+    for earlier in rows[:index]:
+        if earlier[2] == metric:
+            return earlier
+    return rows[0]
+
+
+def direction_holds(word, expected):
+    """Whether a paired verdict ("higher" / "lower" / "same") follows the paper's `expected` direction.
+
+    Returns "holds", "not shown" (within the seeds' spread where the paper expects a difference) or
+    "opposite"; None without a verdict or a claim.
+    """
+    if word is None or expected is None:
+        return None
+    if expected == "lower or same":
+        return "holds" if word in ("lower", "same") else "opposite"
+    if word == expected:
+        return "holds"
+    return "not shown" if word == "same" else "opposite"
+
+
+def table_rows(results, rows):
+    """Per row of one table: (label, mean, std, paired difference, its std, verdict, paper direction)."""
+    out = []
+    for index, (label, variant, metric, expected) in enumerate(rows):
+        mean, std, _ = mean_std(row_values(results, variant, metric))
+        difference = spread = word = None
+        if index:
+            reference = reference_row(rows, index)
+            difference, spread, word = verdict(results, reference[1:3], (variant, metric))
+        out.append((label, mean, std, difference, spread, word, direction_holds(word, expected)))
+    return out
+
+
 def format_tables(results):
     seeds = results["seeds"]
-    lines = ["", "=" * 96, f"OpenSeg ablations on {results['size']['dataset']}, held_out, seeds {seeds}", "=" * 96]
+    lines = ["", "=" * 110, f"OpenSeg ablations on {results['size']['dataset']}, held_out, seeds {seeds}", "=" * 110]
     for key, title, direction, rows in TABLES:
         if key not in results["tables"]:
             continue
-        lines += ["", title, f"  the paper: {direction}", f"  {'row':<42}{'mean':>8}{'std':>8}  {'vs first row':<22}"]
-        reference = rows[0][1:]
-        for index, (label, variant, metric) in enumerate(rows):
-            mean, std, _ = mean_std(row_values(results, variant, metric))
-            if index == 0 or metric != reference[1]:
-                comparison = ""
-            else:
-                difference, spread, word = verdict(results, reference, (variant, metric))
-                comparison = "" if word is None else f"{difference:+.3f} +- {spread:.3f} {word}"
-            lines.append(f"  {label:<42}{_number(mean):>8}{_number(std):>8}  {comparison:<22}")
+        lines += [
+            "",
+            title,
+            f"  the paper: {direction}",
+            f"  {'row':<42}{'mean':>8}{'std':>8}  {'vs reference row (paired)':<28}paper direction",
+        ]
+        for label, mean, std, difference, spread, word, holds in table_rows(results, rows):
+            comparison = "" if word is None else f"{difference:+.3f} +- {spread:.3f} {word}"
+            lines.append(f"  {label:<42}{_number(mean):>8}{_number(std):>8}  {comparison:<28}{holds or ''}".rstrip())
     if results.get("word_signal"):
         lines.append(format_word_signal(results["word_signal"]))
     per_class = _per_class_lines(results)
@@ -616,12 +664,12 @@ def plot(results, path):
     tables = [table for table in TABLES if table[0] in results["tables"]]
     figure, axes = plt.subplots(len(tables), 1, figsize=(9, 2.4 * len(tables)), squeeze=False)
     for axis, (_, title, _, rows) in zip(axes[:, 0], tables):
-        stats = [mean_std(row_values(results, variant, metric)) for _, variant, metric in rows]
+        stats = [mean_std(row_values(results, variant, metric)) for _, variant, metric, _ in rows]
         means = [mean if mean is not None else 0.0 for mean, _, _ in stats]
         errors = [std or 0.0 for _, std, _ in stats]
         positions = np.arange(len(rows))
         axis.barh(positions, means, xerr=errors, color="#4c72b0", ecolor="#222222", capsize=3)
-        axis.set_yticks(positions, [label for label, _, _ in rows], fontsize=8)
+        axis.set_yticks(positions, [row[0] for row in rows], fontsize=8)
         axis.invert_yaxis()
         axis.set_xlim(0, 1)
         axis.set_title(title, fontsize=9, loc="left")
@@ -633,8 +681,23 @@ def plot(results, path):
     return path
 
 
+def report(path, figure=None):
+    """The tables of a stored results JSON (`--report`), and its figure where `figure` is given."""
+    with open(path, encoding="utf-8") as file:
+        results = json.load(file)
+    print(format_tables(results))
+    if figure:
+        os.makedirs(os.path.dirname(os.path.abspath(figure)), exist_ok=True)
+        plot(results, figure)
+    return results
+
+
 def main(argv=None):
-    run(parse_args(argv))
+    args = parse_args(argv)
+    if args.report:
+        report(args.report, args.figure)
+    else:
+        run(args)
     return 0
 
 

@@ -62,6 +62,37 @@ def test_verdict_pairs_the_seeds():
     assert ablations.verdict(results, ("openseg", "miou"), ("per_pixel", "miou")) == (None, None, None)
 
 
+def test_direction_and_reference_rows():
+    assert ablations.direction_holds("lower", "lower") == "holds"
+    assert ablations.direction_holds("same", "lower") == "not shown"
+    assert ablations.direction_holds("higher", "lower") == "opposite"
+    assert ablations.direction_holds("same", "lower or same") == "holds"
+    assert ablations.direction_holds("higher", "lower or same") == "opposite"
+    assert ablations.direction_holds(None, "lower") is None and ablations.direction_holds("lower", None) is None
+    table8 = dict((table[0], table[3]) for table in ablations.TABLES)["8"]
+    # A recall row is compared with the first recall row; a metric with no earlier row with the first row.
+    assert ablations.reference_row(table8, 3) == table8[2]
+    assert ablations.reference_row(table8, 1) == table8[0]
+    table4 = dict((table[0], table[3]) for table in ablations.TABLES)["4"]
+    assert ablations.reference_row(table4, 2) == table4[0]  # the oracle against OpenSeg's own mIoU
+
+
+def test_report_prints_a_stored_run(tmp_path, capsys):
+    results = _results({"openseg": [0.40, 0.50, 0.30], "per_pixel": [0.35, 0.46, 0.24], "supervised": [0.7, 0.8, 0.75]})
+    path = tmp_path / "ablations.json"
+    path.write_text(json.dumps(results))
+    figure = tmp_path / "figure" / "ablations.png"
+    assert ablations.main(["--report", str(path), "--figure", str(figure)]) == 0
+    printed = capsys.readouterr().out
+    per_pixel = next(line for line in printed.splitlines() if line.strip().startswith("per-pixel"))
+    assert "lower" in per_pixel and per_pixel.rstrip().endswith("holds")
+    supervised = next(line for line in printed.splitlines() if line.strip().startswith("supervised upper"))
+    assert "higher" in supervised and supervised.rstrip().endswith("holds")
+    assert figure.stat().st_size > 0
+    with pytest.raises(SystemExit):
+        ablations.parse_args(["--report", str(tmp_path / "missing.json")])
+
+
 def test_mean_std_skips_missing_values():
     assert ablations.mean_std([0.2, None, 0.4]) == pytest.approx((0.3, np.std([0.2, 0.4], ddof=1), 2))
     assert ablations.mean_std([None]) == (None, None, 0)
@@ -84,9 +115,11 @@ def test_tables_and_figure(tmp_path):
 
 def test_every_table_row_names_a_variant_and_rows_share_teachers():
     for key, _, _, rows in ablations.TABLES:
-        for _, variant, metric in rows:
+        assert rows[0][3] is None, key  # the reference row makes no claim
+        for _, variant, metric, expected in rows:
             assert variant in ablations.VARIANTS, (key, variant)
             assert metric in ("miou", "gt_mask_miou", "recall@0.5")
+            assert expected in (None, "lower", "higher", "lower or same"), (key, variant)
     variants = ablations.selected_variants([table[0] for table in ablations.TABLES])
     assert variants[0] == "openseg"
     teachers = {ablations.VARIANTS[name].teacher_key for name in variants}
