@@ -4,6 +4,8 @@ and the scaling of JAX `DataParallel` over simulated devices.
     python benchmarks/training.py                                   # every backend; JAX on 1, 2 and 4 devices
     python benchmarks/training.py --backends jax --devices 1,4 --json out.json
     python benchmarks/training.py --architecture small --image-size 128 --config default
+    python benchmarks/training.py --backends tensorflow,torch --devices 1 --architecture demo --image-size 96 \
+        --batch-size 16 --config default --precision float32,bfloat16      # the demo's step, both precisions
 
 Each (backend, device count) runs in its own interpreter, since the backend and the device count are fixed
 when it starts (JAX devices are simulated with `--xla_force_host_platform_device_count`). The run builds what
@@ -40,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 COLUMNS = [
     "backend",
+    "precision",
     "devices",
     "global_batch",
     "fit_examples_per_s",
@@ -61,11 +64,22 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4, help="per-device batch")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        help="comma-separated float32 / bfloat16 (mixed_bfloat16: bfloat16 compute, float32 variables and losses)",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "keras_openseg_benchmark_tfds"))
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "BACKEND:DEVICES"
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    precisions = [item.strip() for item in args.precision.split(",") if item.strip()]
+    unknown = sorted(set(precisions) - {"float32", "bfloat16"})
+    if unknown or not precisions:
+        parser.error(f"--precision takes float32 and/or bfloat16. Received: {args.precision!r}")
+    args.precisions = precisions
+    return args
 
 
 class _CaptionWords:
@@ -122,7 +136,7 @@ def run_worker(args):
     from keras_openseg.training import build_training_dataset
     from keras_openseg.training import configure_grounding_loss
 
-    backend, devices = args.worker.split(":")
+    backend, devices, precision = args.worker.split(":")
     devices = int(devices)
     config = TrainingConfig(
         datasets=(f"openseg_shapes/{args.config}",),
@@ -133,7 +147,10 @@ def run_worker(args):
         distribution="data_parallel" if devices > 1 else "none",
         architecture=args.architecture,
         output=tempfile.mkdtemp(),
+        mixed_precision=None if precision == "float32" else precision,
     )
+    if config.mixed_precision:
+        keras.config.set_dtype_policy(f"mixed_{config.mixed_precision}")  # as train() does
     distribution = Distribution(config.distribution)
     sources = build_sources(config, _CaptionWords())
     words = sorted({word for source in sources for words in source.caption_words.values() for word in words})
@@ -170,6 +187,7 @@ def run_worker(args):
     loop_seconds = sum(waits) + sum(steps)
     return {
         "backend": backend,
+        "precision": precision,
         "devices": devices,
         "replicas": distribution.num_replicas,
         "global_batch": config.batch_size,
@@ -198,20 +216,28 @@ def main(argv=None):
     rows = []
     for backend in args.backends.split(","):
         counts = [int(count) for count in args.devices.split(",")] if backend == "jax" else [1]
-        for devices in counts:
-            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            if backend == "jax":
-                env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-            worker = ["--worker", f"{backend}:{devices}"]
-            command = [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:]), *worker]
-            completed = subprocess.run(command, env=env, capture_output=True, text=True)
-            results = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-            if completed.returncode or not results:
-                print(f"{backend} on {devices} device(s) failed:\n{completed.stderr[-3000:]}", file=sys.stderr)
-                continue
-            rows.append(json.loads(results[-1][len("RESULT ") :]))
+        for precision in args.precisions:
+            for devices in counts:
+                env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+                if backend == "jax":
+                    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+                worker = ["--worker", f"{backend}:{devices}:{precision}"]
+                command = [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:]), *worker]
+                completed = subprocess.run(command, env=env, capture_output=True, text=True)
+                results = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+                if completed.returncode or not results:
+                    print(
+                        f"{backend} {precision} on {devices} device(s) failed:\n{completed.stderr[-3000:]}",
+                        file=sys.stderr,
+                    )
+                    continue
+                rows.append(json.loads(results[-1][len("RESULT ") :]))
     for row in rows:
-        single = [r for r in rows if r["backend"] == row["backend"] and r["devices"] == 1]
+        single = [
+            r
+            for r in rows
+            if r["backend"] == row["backend"] and r["precision"] == row["precision"] and r["devices"] == 1
+        ]
         if single:
             row["scaling_efficiency"] = row["fit_examples_per_s"] / (row["devices"] * single[0]["fit_examples_per_s"])
     if rows:

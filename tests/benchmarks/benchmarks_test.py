@@ -176,3 +176,14 @@ def test_components_forwards_flags_but_not_json(monkeypatch, tmp_path):
     components.main(["--sections", "text", "--backends", "jax", "--json", str(out), "--quick"])
     assert calls == [["--sections", "text", "--backends", "jax", "--quick", "--_worker"]]
     assert json.loads(out.read_text()) == [{}]
+
+
+def test_training_benchmark_precision_argument():
+    # The worker itself is `keras-openseg train`'s set-up (tested per backend, bfloat16 in the quick demo test);
+    # here: the precisions it accepts and the error naming the argument.
+    import training
+
+    assert training.parse_args(["--precision", "float32,bfloat16"]).precisions == ["float32", "bfloat16"]
+    assert training.parse_args([]).precisions == ["float32"]
+    with pytest.raises(SystemExit):
+        training.parse_args(["--precision", "float16"])
