@@ -320,7 +320,8 @@ class _Seed:
 
         backbone, preprocessor = self._backbone(variant, region_mask_gradient=variant.region_mask_gradient)
         backbone.set_weights(teacher.backbone.get_weights())
-        task = {"matching": variant.matching}
+        alpha = self.size.alpha if variant.alpha is None else variant.alpha
+        task = {"matching": variant.matching, "alpha": alpha}  # train() checks the model's alpha is the config's
         if variant.model == "supervised":
             from keras_openseg.models import SupervisedRegionModel
 
@@ -604,7 +605,7 @@ def table_rows(results, rows):
     for index, (label, variant, metric, expected) in enumerate(rows):
         mean, std, _ = mean_std(row_values(results, variant, metric))
         difference = spread = word = None
-        if index:
+        if index and expected is not None:  # a row without a claim is a reference of its own (table 8's recall)
             reference = reference_row(rows, index)
             difference, spread, word = verdict(results, reference[1:3], (variant, metric))
         out.append((label, mean, std, difference, spread, word, direction_holds(word, expected)))

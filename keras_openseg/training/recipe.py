@@ -288,6 +288,14 @@ def check_given_model(model, config, distribution, embedding_dim):
         )
     if not config.teacher:
         check_embedding_dim(model, embedding_dim, "The given `model`")
+        # The config is the run's record (training_config.json, resume): a model weighting L_S otherwise would
+        # train a different loss than the one recorded, with nothing said.
+        if float(model.alpha) != float(config.alpha):
+            raise ValueError(
+                f"The given `model` weights the mask loss with alpha={model.alpha}, the config with "
+                f"alpha={config.alpha}: build the model with `alpha={config.alpha}` or set "
+                f"`TrainingConfig(alpha={model.alpha})`."
+            )
 
 
 def check_embedding_dim(model, embedding_dim, origin):

@@ -123,3 +123,6 @@ def test_supervised_upper_bound_trains_on_the_masks_classes(shapes_data_dir, tmp
         check_given_model(OpenSegModel.from_architecture("test_tiny"), config, Distribution("none"), 8)
     with pytest.raises(ValueError, match="supervision='labels'"):
         check_given_model(model, config.replace(supervision="captions"), Distribution("none"), 8)
+    # The config's alpha is the run's: a given model weighting L_S otherwise is refused, not silently kept.
+    with pytest.raises(ValueError, match=r"alpha=1.0, the config with alpha=0.0"):
+        check_given_model(model, config.replace(alpha=0.0), Distribution("none"), 8)
