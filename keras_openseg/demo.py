@@ -106,7 +106,8 @@ TARGETS = (
 
 DEFAULT_SEED = 0
 PRECISIONS = ("auto", "float32", "bfloat16")
-# float32 until bfloat16's demo quality is shown equal over 3 seeds (issue 15 item 3; benchmarks/README.md).
+# float32: bfloat16 gives the demo's model the same quality (3 paired seeds, benchmarks/ablations.py) but its
+# small training step runs slower on a CPU without AMX (0.77x TensorFlow, 0.94x PyTorch; benchmarks/README.md).
 DEFAULT_PRECISION = "float32"
 
 
