@@ -1,6 +1,6 @@
 """The paper's ablations in miniature on `openseg_shapes`: 3 seeds per row, mean +- std, in the paper's tables.
 
-    python benchmarks/ablations.py                          # every table, seeds 0 1 2 (<= 90 min on 2 CPU cores)
+    python benchmarks/ablations.py                          # every table, seeds 0 1 2 (103 min on 2 CPU cores)
     python benchmarks/ablations.py --quick                  # smoke test of every row (tiny data, 2 steps, 1 seed)
     python benchmarks/ablations.py --tables 4,9 --seeds 0,1 --output /tmp/ablations
     python benchmarks/ablations.py --report benchmarks/results/ablations.json   # the tables of a stored run
@@ -163,8 +163,9 @@ TABLES = (
 
 
 SIZES = {
-    # 64 px images, under a quarter of the demo's steps, 120 held-out images: 15 rows + 5 teachers x 3 seeds in
-    # 90 minutes on 2 cores (teacher 200 / student 500 steps took 26 min for table 4's 3 rows alone: ~110 min in all).
+    # 64 px images, under a quarter of the demo's steps, 120 held-out images: 15 rows + 5 teachers x 3 seeds took
+    # 103 minutes on 2 idle cores (TensorFlow), over the 90-minute aim: each extra teacher with its pseudo labels
+    # costs ~100 s per seed (teacher 200 / student 500 steps would take ~150 minutes).
     "default": DemoSettings(
         dataset="openseg_shapes/default",
         architecture="demo",
