@@ -90,9 +90,10 @@ VARIANTS = {
     "bfloat16": Variant(precision="bfloat16"),
 }
 
-# (key, title, the paper's direction, rows (label, variant, metric, expected)). Each row is compared, paired by
-# seed, with the table's first row of the same metric (the first row when none precedes it); `expected` is the
-# paper's direction for that comparison: "lower", "higher", "lower or same" (the paper's >=) or None (no claim).
+# (key, title, the paper's direction, rows (label, variant, metric, expected)). `expected` is the paper's
+# direction of a row against its reference, the table's first row of the same metric (the first row when none
+# precedes it), paired by seed: "lower", "higher", "lower or same" (the paper's >=), or None: no claim and no
+# comparison (a table's first row, and table 8's recall reference).
 TABLES = (
     (
         "4",
@@ -319,10 +320,16 @@ class _Seed:
         from keras_openseg.models import PerPixelGroundingModel
         from keras_openseg.training import train
 
+        config = self._config(
+            name,
+            variant,
+            steps=self.size.student_steps,
+            pseudo_labels=(pseudo_labels,) if variant.pseudo_labels else (),
+            **({"supervision": "labels"} if variant.model == "supervised" else {}),
+        )
         backbone, preprocessor = self._backbone(variant, region_mask_gradient=variant.region_mask_gradient)
         backbone.set_weights(teacher.backbone.get_weights())
-        alpha = self.size.alpha if variant.alpha is None else variant.alpha
-        task = {"matching": variant.matching, "alpha": alpha}  # train() checks the model's alpha is the config's
+        task = {"matching": variant.matching, "alpha": config.alpha}  # train() refuses a model of another alpha
         if variant.model == "supervised":
             from keras_openseg.models import SupervisedRegionModel
 
@@ -334,13 +341,6 @@ class _Seed:
                 backbone, preprocessor, **task
             )
         extractor, table = self.shared["words"](variant.pos)
-        config = self._config(
-            name,
-            variant,
-            steps=self.size.student_steps,
-            pseudo_labels=(pseudo_labels,) if variant.pseudo_labels else (),
-            **({"supervision": "labels"} if variant.model == "supervised" else {}),
-        )
         model = train(config, model=model, extractor=extractor, table=table, verbose=0)
         model.text_embedder = self.shared["text_embedder"]
         return model

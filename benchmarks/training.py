@@ -7,8 +7,8 @@ and the scaling of JAX `DataParallel` over simulated devices.
     python benchmarks/training.py --backends tensorflow,torch --devices 1 --architecture demo --image-size 96 \
         --batch-size 16 --config default --precision float32,bfloat16      # the demo's step, both precisions
 
-Each (backend, device count) runs in its own interpreter, since the backend and the device count are fixed
-when it starts (JAX devices are simulated with `--xla_force_host_platform_device_count`). The run builds what
+Each (backend, precision, device count) runs in its own interpreter, since the backend and the device count
+are fixed when it starts (JAX devices are simulated with `--xla_force_host_platform_device_count`). The run builds what
 `keras-openseg train` builds: the tf.data pipeline of `keras_openseg.data` (jitter, crop, flip, masks, kp
 word dropping), the model of `--architecture` (random weights, nothing downloaded), the recipe's optimizer,
 and under several JAX devices `keras.distribution.DataParallel` with the unsync grounding loss. Then, after
@@ -72,7 +72,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "keras_openseg_benchmark_tfds"))
     parser.add_argument("--json", default=None, help="also write the rows to this file")
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "BACKEND:DEVICES"
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "BACKEND:DEVICES:PRECISION"
     args = parser.parse_args(argv)
     precisions = [item.strip() for item in args.precision.split(",") if item.strip()]
     unknown = sorted(set(precisions) - {"float32", "bfloat16"})

@@ -69,11 +69,12 @@ def test_direction_and_reference_rows():
     assert ablations.direction_holds("same", "lower or same") == "holds"
     assert ablations.direction_holds("higher", "lower or same") == "opposite"
     assert ablations.direction_holds(None, "lower") is None and ablations.direction_holds("lower", None) is None
-    table8 = dict((table[0], table[3]) for table in ablations.TABLES)["8"]
+    tables = {table[0]: table[3] for table in ablations.TABLES}
+    table8 = tables["8"]
     # A recall row is compared with the first recall row; a metric with no earlier row with the first row.
     assert ablations.reference_row(table8, 3) == table8[2]
     assert ablations.reference_row(table8, 1) == table8[0]
-    table4 = dict((table[0], table[3]) for table in ablations.TABLES)["4"]
+    table4 = tables["4"]
     assert ablations.reference_row(table4, 2) == table4[0]  # the oracle against OpenSeg's own mIoU
 
 
