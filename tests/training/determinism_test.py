@@ -1,4 +1,11 @@
-"""A seed fixes a training run: resumed, repeated in another process, and changed only by another seed."""
+"""A seed fixes a training run: resumed in a new process after a kill, repeated in another process, and changed
+only by another seed.
+
+The runs of the resume test are separate interpreters, as with `keras-openseg train` and `--resume`: one is
+killed outright (SIGKILL at step 3, after the checkpoint of step 2: no clean-up, no atexit), a new one resumes.
+Two uninterrupted runs start at once, each with its own hash seed (PYTHONHASHSEED unset) and competing for the
+cores, so this also checks what one process cannot see (set-iteration order, thread timing).
+"""
 
 import hashlib
 import json
@@ -8,7 +15,6 @@ import subprocess
 import sys
 
 import h5py
-import keras
 import numpy as np
 import pytest
 from training_fakes import WhitespaceExtractor
@@ -17,24 +23,21 @@ from training_fakes import tiny_config
 
 from keras_openseg.training import recipe
 from keras_openseg.training import train
+from keras_openseg.training.training_checkpoint import TrainingCheckpoint
+
+# One run of `tiny_config` (4 steps, a checkpoint every 2) in a fresh interpreter: `mode` is "run", "kill" (SIGKILL
+# after step 3) or "resume". It prints one JSON line: the optimizer step it started from, the steps it ran and a
+# digest of the final weights (and of the first kernel's first values, to read a failure).
+_RUN = """
+import hashlib, json, os, signal, sys
+sys.path.insert(0, {tests!r})
+import keras
+import numpy as np
+from training_fakes import WhitespaceExtractor, random_word_table, tiny_config
+from keras_openseg.training import train
 
 
-class KillAtStep(keras.callbacks.Callback):
-    """Interrupts training after `step` steps, as a killed process would (no clean-up runs)."""
-
-    def __init__(self, step):
-        super().__init__()
-        self.step, self.seen = step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.step:
-            raise KeyboardInterrupt("killed")
-
-
-class StepLog(keras.callbacks.Callback):
-    """Records the optimizer step a run starts from and how many steps it runs."""
-
+class Probe(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.start, self.steps = None, 0
@@ -44,11 +47,44 @@ class StepLog(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
+        if {mode!r} == "kill" and self.steps == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
-def assert_same_weights(expected_model, actual_model):
-    for expected, actual in zip(expected_model.get_weights(), actual_model.get_weights(), strict=True):
-        np.testing.assert_array_equal(actual, expected)
+probe = Probe()
+config = tiny_config({data_dir!r}, {output!r}, resume={mode!r} == "resume")
+model = train(config, extractor=WhitespaceExtractor(), table=random_word_table(), callbacks=[probe], verbose=0)
+weights = model.get_weights()
+digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
+first = [float(v) for v in weights[0].ravel()[:3]]
+print("RESULT " + json.dumps({{"start": probe.start, "steps": probe.steps, "digest": digest, "first": first}}))
+"""
+
+
+def start_runs(data_dir, runs):
+    """Starts one interpreter per `(mode, output)` at once; PYTHONHASHSEED is left unset in each."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", _RUN.format(tests=tests, mode=mode, data_dir=data_dir, output=str(output))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for mode, output in runs
+    ]
+
+
+def finish(process, killed=False):
+    """The RESULT of a run (None for a killed one, which must have died of SIGKILL)."""
+    stdout, stderr = process.communicate(timeout=600)
+    if killed:
+        assert process.returncode == -9, f"the run was not killed (exit {process.returncode}): {stderr[-3000:]}"
+        return None
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads([line for line in stdout.splitlines() if line.startswith("RESULT ")][-1][len("RESULT ") :])
 
 
 def perturb_checkpoint(run_dir):
@@ -69,35 +105,39 @@ def perturb_checkpoint(run_dir):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights(shapes_data_dir, tmp_path):
-    table = random_word_table()
-    extractor = WhitespaceExtractor()
-    uninterrupted = train(tiny_config(shapes_data_dir, tmp_path / "a"), extractor=extractor, table=table, verbose=0)
+def test_killed_run_resumes_in_a_new_process_to_the_same_weights(shapes_data_dir, tmp_path):
+    # Wave 1: two uninterrupted runs and one killed at step 3, all at once.
+    first, second, killed = start_runs(
+        shapes_data_dir, [("run", tmp_path / "a1"), ("run", tmp_path / "a2"), ("kill", tmp_path / "b")]
+    )
+    uninterrupted, repeated = finish(first), finish(second)
+    finish(killed, killed=True)
+    assert (uninterrupted["start"], uninterrupted["steps"]) == (0, 4)
+    # Identical runs in separate processes give identical weights.
+    assert repeated["digest"] == uninterrupted["digest"], (repeated["first"], uninterrupted["first"])
 
+    # The killed run left the checkpoint of step 2; a run without `resume` refuses to overwrite it.
     config = tiny_config(shapes_data_dir, tmp_path / "b")
-    with pytest.raises(KeyboardInterrupt):  # killed mid-epoch, after the checkpoint of step 2
-        train(config, extractor=extractor, table=table, callbacks=[KillAtStep(3)], verbose=0)
+    assert TrainingCheckpoint.latest_step(tmp_path / "b" / "checkpoints") == 2
     with pytest.raises(ValueError, match="resume"):
-        train(config, extractor=extractor, table=table, verbose=0)
+        train(config, extractor=WhitespaceExtractor(), table=random_word_table(), verbose=0)
     shutil.copytree(tmp_path / "b", tmp_path / "perturbed")
+    # A run that ignored the checkpoint and retrained from step 0 would pass the checks on the resumed run (same
+    # seed, same data) but not this one: resumed from a perturbed checkpoint, the run ends with other weights.
+    perturb_checkpoint(tmp_path / "perturbed")
 
-    log = StepLog()
-    resumed = train(config.replace(resume=True), extractor=extractor, table=table, callbacks=[log], verbose=0)
+    # Wave 2: the resume, and the resume from the perturbed checkpoint.
+    resumed, perturbed = (
+        finish(p) for p in start_runs(shapes_data_dir, [("resume", tmp_path / "b"), ("resume", tmp_path / "perturbed")])
+    )
     # It continued from the checkpoint (step 2 of 4) and ran only the remaining steps, to the same weights.
-    assert (log.start, log.steps) == (2, 2)
-    assert_same_weights(uninterrupted, resumed)
+    assert (resumed["start"], resumed["steps"]) == (2, 2)
+    assert resumed["digest"] == uninterrupted["digest"], (resumed["first"], uninterrupted["first"])
     assert os.path.exists(tmp_path / "b" / "preset" / "model.weights.h5")
     assert os.listdir(tmp_path / "b" / "logs")  # TensorBoard
-
-    # A run that ignored the checkpoint and retrained from step 0 would pass the checks above (same seed, same
-    # data) but not this one: resumed from a perturbed checkpoint, the run ends with other weights.
-    perturb_checkpoint(tmp_path / "perturbed")
-    perturbed_config = tiny_config(shapes_data_dir, tmp_path / "perturbed", resume=True)
-    perturbed = train(perturbed_config, extractor=extractor, table=table, verbose=0)
-    differences = [
-        np.max(np.abs(a - b)) for a, b in zip(uninterrupted.get_weights(), perturbed.get_weights()) if a.ndim >= 2
-    ]
-    assert max(differences) > 0.01
+    assert (perturbed["start"], perturbed["steps"]) == (2, 2)
+    assert perturbed["digest"] != uninterrupted["digest"]
+    assert max(abs(a - b) for a, b in zip(perturbed["first"], uninterrupted["first"])) > 0.01
 
 
 def batch_digest(dataset, num_batches=3):
@@ -118,48 +158,3 @@ def test_the_seed_decides_the_data(shapes_data_dir, tmp_path):
 
     assert digest(0) == digest(0)
     assert digest(0) != digest(1)
-
-
-# Trains the tiny config and prints a digest of the final weights (run in fresh interpreters by the test below).
-_TRAIN_AND_DIGEST = """
-import hashlib, sys
-sys.path.insert(0, {tests!r})
-import numpy as np
-from training_fakes import WhitespaceExtractor, random_word_table
-from keras_openseg.training import TrainingConfig, train
-config = TrainingConfig(datasets=("openseg_shapes/tiny",), data_dir={data_dir!r}, image_size=32, steps=3,
-                        batch_size=2, checkpoint_every=3, max_masks=3, max_words=3, output={output!r}, seed=5)
-model = train(config, extractor=WhitespaceExtractor(), table=random_word_table(), verbose=0)
-digest = hashlib.sha256()
-for weight in model.get_weights():
-    digest.update(np.ascontiguousarray(weight).tobytes())
-print("DIGEST", digest.hexdigest())
-"""
-
-
-@pytest.mark.slow
-def test_identical_runs_in_separate_processes_give_identical_weights(shapes_data_dir, tmp_path):
-    # Two interpreters at once, each with its own hash seed (PYTHONHASHSEED unset) and competing for the cores:
-    # what the resume test cannot see from inside one process (set-iteration order, thread timing).
-    tests = os.path.dirname(os.path.abspath(__file__))
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _TRAIN_AND_DIGEST.format(tests=tests, data_dir=shapes_data_dir, output=str(tmp_path / f"run{i}")),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environment,
-        )
-        for i in range(2)
-    ]
-    digests = []
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
-        digests.append([line for line in stdout.splitlines() if line.startswith("DIGEST")][-1])
-    assert digests[0] == digests[1]
