@@ -13,6 +13,7 @@ backends=$2
 shift 2
 jobs=${TEST_JOBS:-3}
 mkdir -p test-logs
+rm -f test-logs/*.exit
 start=$SECONDS
 status=0
 running=()
@@ -30,8 +31,13 @@ finish() {  # waits for the oldest running pass and prints its log
 }
 
 for backend in $backends; do
-  KERAS_BACKEND=$backend "$python" -m pytest -q -p no:cacheprovider --durations=15 "$@" \
-    > "test-logs/$backend.log" 2>&1 &
+  (
+    KERAS_BACKEND=$backend "$python" -m pytest -q -p no:cacheprovider --durations=15 "$@" \
+      > "test-logs/$backend.log" 2>&1
+    code=$?
+    echo "$code" > "test-logs/$backend.exit"  # the moment a pass ends: .ci/run starts the wheel demo by it
+    exit "$code"
+  ) &
   running+=("$!:$backend")
   if [ "${#running[@]}" -ge "$jobs" ]; then finish; fi
 done
