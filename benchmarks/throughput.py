@@ -239,8 +239,14 @@ def max_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True):
-    """Runs in the benchmark's per-backend interpreter; returns times, memory and (JAX) FLOPs."""
+def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True, infer=True):
+    """Runs in the benchmark's per-backend interpreter; returns times, memory and (JAX) FLOPs.
+
+    `infer=False` times the training step alone, so that the process's peak memory is the training step's
+    (inference timed first in the same process leaves memory that glibc keeps).
+    """
+    if not (infer or train):
+        raise ValueError("--no-infer with --no-train measures nothing")
     import keras
     from _timing import PeakMemory
     from _timing import device_description
@@ -263,6 +269,8 @@ def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=
     model, programs, (images, x, y) = prepare(config, jit_compile)
     if not peers:
         programs = {"openseg": programs["openseg"]}
+    if not infer:
+        programs = {}
     start = time.perf_counter()
     for program in programs.values():
         sync(program(images))
@@ -300,7 +308,7 @@ def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=
         result["piece_seconds"] = {k: v["min"] for k, v in timed.items()}
         result["piece_cpu_seconds"] = {k: v["cpu_min"] for k, v in timed.items()}
 
-    if name == "jax" and dtype == "float32":
+    if name == "jax" and dtype == "float32" and infer:
         result["flops"] = jax_flops(programs, model, images, x, y, piece_programs)
     result["load_after"] = load_average()
     return result
@@ -415,7 +423,7 @@ def summarize(measured, flops, peaks=None):
         "dtype": measured["dtype"],
         "device": measured["device"],
         "jit_compile": measured.get("jit_compile"),
-        "infer_images_per_s": b / seconds["openseg"],
+        "infer_images_per_s": b / seconds["openseg"] if "openseg" in seconds else None,
         "train_images_per_s": b / seconds["train"] if "train" in seconds else None,
         "peak_gflops": peak,
         "machine_best_gflops": best[0] if best else None,
@@ -438,7 +446,7 @@ def summarize(measured, flops, peaks=None):
             return flops[name]["flops"] / b / 1e9 if name in flops else None
 
         def achieved(name):
-            return gflops(name) * b / seconds[name]
+            return gflops(name) * b / seconds[name] if name in seconds and gflops(name) is not None else None
 
         def ratio(name, denominator):
             return achieved(name) / denominator if denominator and name in seconds and name in flops else None
@@ -497,7 +505,9 @@ def speedup_rows(rows):
             {
                 "backend": backend_name,
                 "config": config,
-                "infer_bf16_over_fp32": row["infer_images_per_s"] / base["infer_images_per_s"],
+                "infer_bf16_over_fp32": (
+                    row["infer_images_per_s"] / base["infer_images_per_s"] if base["infer_images_per_s"] else None
+                ),
                 "train_bf16_over_fp32": (
                     row["train_images_per_s"] / base["train_images_per_s"] if base["train_images_per_s"] else None
                 ),
@@ -555,6 +565,11 @@ def parse_args(argv=None):
     parser.add_argument("--peaks-only", action="store_true", help="print each backend's peak table and stop")
     parser.add_argument("--no-peers", action="store_true", help="time OpenSeg only (no DeepLabV3+, no bare encoder)")
     parser.add_argument("--no-train", action="store_true", help="time inference only")
+    parser.add_argument(
+        "--no-infer",
+        action="store_true",
+        help="time the training step only: the process's peak memory is then the training step's own",
+    )
     parser.add_argument("--json", help="write the rows as JSON here")
     parser.add_argument("--flops-from", help="reuse the FLOP counts of an earlier --json (same configs)")
     parser.add_argument("--peaks-from", help="reuse the peak table of an earlier --json instead of measuring it")
@@ -580,7 +595,15 @@ def main(argv=None):
         elif args._worker == "measure":
             (config,), (dtype,) = configs, args.dtypes
             result = measure(
-                config, dtype, args.breakdown, args.repeats, args.jit, args.warmup, not args.no_peers, not args.no_train
+                config,
+                dtype,
+                args.breakdown,
+                args.repeats,
+                args.jit,
+                args.warmup,
+                not args.no_peers,
+                not args.no_train,
+                not args.no_infer,
             )
         else:
             (config,), (dtype,) = configs, args.dtypes
@@ -606,6 +629,7 @@ def main(argv=None):
         flags += ["--breakdown"] if args.breakdown else []
         flags += ["--no-peers"] if args.no_peers else []
         flags += ["--no-train"] if args.no_train else []
+        flags += ["--no-infer"] if args.no_infer else []
         flags += ["--repeats", str(args.repeats)] if args.repeats else []
         return run_in_backend(backend_name, os.path.abspath(__file__), flags)
 

@@ -83,14 +83,27 @@ def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
     assert speedup["infer_bf16_over_fp32"] == pytest.approx(4.0) and speedup["train_bf16_over_fp32"] == pytest.approx(
         2.0
     )
+    # --no-infer: a training step alone gives a row with its training figures and no inference ones.
+    train_only = dict(measured, seconds={"train": 2.0})
+    del train_only["piece_seconds"]
+    train_row = throughput.summarize(train_only, flops, peaks)
+    assert train_row["infer_images_per_s"] is None and train_row["mfu"] is None
+    assert train_row["train_images_per_s"] == pytest.approx(1.0) and train_row["train_mfu"] == pytest.approx(0.6)
+    (train_speedup,) = throughput.speedup_rows(
+        [train_row, throughput.summarize(dict(train_only, dtype="bfloat16", seconds={"train": 1.0}), flops, peaks)]
+    )
+    assert train_speedup["infer_bf16_over_fp32"] is None and train_speedup["train_bf16_over_fp32"] == 2.0
+    print_table([train_row], throughput.COLUMNS)
     (peak_row,) = throughput.peak_rows({"jax": peaks["jax"]})
     assert peak_row["fp32_conv"] == 100.0 and peak_row["bf16_matmul"] is None
     print_table([peak_row], throughput.PEAK_COLUMNS)
 
 
 def test_dtype_and_jit_options():
-    args = throughput.parse_args(["--dtype", "float32,bfloat16", "--jit", "off", "--warmup", "2"])
-    assert (args.dtypes, args.jit, args.warmup) == (["float32", "bfloat16"], "off", 2)
+    args = throughput.parse_args(["--dtype", "float32,bfloat16", "--jit", "off", "--warmup", "2", "--no-infer"])
+    assert (args.dtypes, args.jit, args.warmup, args.no_infer) == (["float32", "bfloat16"], "off", 2, True)
+    with pytest.raises(ValueError, match="measures nothing"):
+        throughput.measure("tiny", "float32", breakdown=False, repeats=1, train=False, infer=False)
     with pytest.raises(SystemExit):
         throughput.parse_args(["--dtype", "int8"])
 
