@@ -133,8 +133,13 @@ def image_encoder(kind):
     )
 
 
-def build_models(config):
-    """OpenSegModel, keras_hub DeepLabV3+ and a bare encoder, each with its own random encoder."""
+# The forward programs `prepare` can build: OpenSeg's backbone and its two peers.
+FORWARD_PROGRAMS = ("openseg", "deeplab", "encoder")
+
+
+def build_models(config, peers=True):
+    """OpenSegModel, keras_hub DeepLabV3+ and a bare encoder, each with its own random encoder (`peers=False`:
+    the OpenSegModel and two Nones)."""
     import keras_hub
 
     from keras_openseg.models import OpenSegBackbone
@@ -150,6 +155,8 @@ def build_models(config):
         position_grid=(config["image_size"] // 4,) * 2,
     )
     model = OpenSegModel(backbone=backbone)
+    if not peers:
+        return model, None, None
     deeplab = keras_hub.models.DeepLabV3ImageSegmenter(
         backbone=keras_hub.models.DeepLabV3Backbone(
             image_encoder=image_encoder(config["encoder"]),
@@ -266,11 +273,9 @@ def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=
     result = {"backend": name, "config": config_name, "dtype": dtype, "device": device_description()}
     result["jit_compile"] = jit_compile
     result["load_before"] = load_average()
-    model, programs, (images, x, y) = prepare(config, jit_compile)
-    if not peers:
-        programs = {"openseg": programs["openseg"]}
-    if not infer:
-        programs = {}
+    # Only what is timed is built: the peers' weights would count in the process's memory.
+    forward = (FORWARD_PROGRAMS if peers else ("openseg",)) if infer else ()
+    model, programs, (images, x, y) = prepare(config, jit_compile, forward)
     start = time.perf_counter()
     for program in programs.values():
         sync(program(images))
@@ -360,24 +365,21 @@ def count_flops(config_name, dtype, breakdown):
     return {"flops": jax_flops(programs, model, images, x, y, piece_programs)}
 
 
-def prepare(config, jit_compile=True):
-    """The seeded models of `config`, their compiled forward programs and a batch on the device
-    (`jit_compile`: whether TensorFlow's programs use XLA).
+def prepare(config, jit_compile=True, forward=FORWARD_PROGRAMS):
+    """The seeded models of `config`, the compiled forward programs named in `forward` and a batch on the device
+    (`jit_compile`: whether TensorFlow's programs use XLA). The peers are built only when `forward` names one.
 
-    Returns `(model, {"openseg", "deeplab", "encoder": program}, (images, x, y))`.
+    Returns `(model, {name in forward: program}, (images, x, y))`.
     """
     import keras
     from _timing import compiled_forward
     from _timing import to_device
 
     keras.utils.set_random_seed(0)
-    model, deeplab, encoder = build_models(config)
+    model, deeplab, encoder = build_models(config, peers=bool({"deeplab", "encoder"} & set(forward)))
     images, x, y = (to_device(part) for part in make_batch(config))
-    programs = {
-        "openseg": compiled_forward(model.backbone, jit_compile),
-        "deeplab": compiled_forward(deeplab, jit_compile),
-        "encoder": compiled_forward(encoder, jit_compile),
-    }
+    networks = {"openseg": model.backbone, "deeplab": deeplab, "encoder": encoder}
+    programs = {name: compiled_forward(networks[name], jit_compile) for name in forward}
     return model, programs, (images, x, y)
 
 
