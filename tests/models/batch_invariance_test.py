@@ -7,6 +7,9 @@ the mIoU of a small evaluation must be exactly the numpy IoU of the labels the m
 and the teacher's pseudo labels too.
 """
 
+import pathlib
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -17,6 +20,10 @@ from keras_openseg.evaluation import evaluate
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegTeacher
 from keras_openseg.models.image_batching import ImageCanvas
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "evaluation"))
+from numpy_miou import numpy_confusion  # noqa: E402  (the evaluation tests' numpy reference)
+from numpy_miou import numpy_per_class_iou  # noqa: E402
 
 ODD = (45, 70)
 LARGE = (130, 100)
@@ -93,9 +100,8 @@ def dataset_images(images, count=9):
     return examples
 
 
-def dataset(images):
-    """The examples of `dataset_images` with their `semantic_partition` labels, as a tf.data.Dataset."""
-    examples = dataset_images(images)
+def dataset(examples):
+    """`examples` (images) with their `semantic_partition` labels, as a tf.data.Dataset."""
 
     def generate():
         for image in examples:
@@ -109,19 +115,16 @@ def dataset(images):
     return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
 
-def numpy_per_class_iou(recorded, images):
+def expected_per_class_iou(recorded, examples):
     """Per-class IoU over the dataset, in numpy, of the labels `segment` gave each image."""
-    intersection = np.zeros(len(CLASS_NAMES))
-    union = np.zeros(len(CLASS_NAMES))
-    for result, image in zip(recorded, dataset_images(images), strict=True):
-        truth = semantic_partition(*image.shape[:2])
-        for c in range(len(CLASS_NAMES)):
-            intersection[c] += np.sum((truth == c) & (result["labels"] == c))
-            union[c] += np.sum((truth == c) | (result["labels"] == c))
-    return dict(zip(CLASS_NAMES, intersection / union))
+    pairs = [
+        (semantic_partition(*image.shape[:2]), result["labels"])
+        for result, image in zip(recorded, examples, strict=True)
+    ]
+    return dict(zip(CLASS_NAMES, numpy_per_class_iou(numpy_confusion(pairs, len(CLASS_NAMES)))))
 
 
-def evaluate_recording(model, images, batch_size, monkeypatch):
+def evaluate_recording(model, examples, batch_size, monkeypatch):
     """`evaluate` at `batch_size`, and the labels / scores `segment` gave each image inside it, in order."""
     recorded = []
     original = model.segment
@@ -134,7 +137,7 @@ def evaluate_recording(model, images, batch_size, monkeypatch):
     monkeypatch.setattr(model, "segment", recording_segment)
     try:
         results = evaluate(
-            model, dataset(images), CLASS_NAMES, batch_size=batch_size, ignore_label=None, progress=False
+            model, dataset(examples), CLASS_NAMES, batch_size=batch_size, ignore_label=None, progress=False
         )
     finally:
         monkeypatch.undo()
@@ -145,9 +148,10 @@ def test_evaluate_at_every_batch_size(setup, monkeypatch):
     model, images = setup
     alone = segment(model, [images["odd"]])
     reference = {"labels": alone["labels"][0], "scores": alone["scores"][0]}
+    examples = dataset_images(images)
     first = None
     for batch_size in (1, 2, 8):
-        results, recorded = evaluate_recording(model, images, batch_size, monkeypatch)
+        results, recorded = evaluate_recording(model, examples, batch_size, monkeypatch)
         assert len(recorded) == 9
         check_same(recorded[0], reference)  # the odd image, first of the dataset
         # Every image gets the same labels at every batch size, up to near ties (the check of the tests above):
@@ -157,7 +161,7 @@ def test_evaluate_at_every_batch_size(setup, monkeypatch):
         first = first or recorded
         for result, expected in zip(recorded, first, strict=True):
             check_same(result, expected)
-        expected_iou = numpy_per_class_iou(recorded, images)
+        expected_iou = expected_per_class_iou(recorded, examples)
         assert results["per_class_iou"] == pytest.approx(expected_iou, rel=1e-12, abs=0)
         assert results["miou"] == pytest.approx(np.mean(list(expected_iou.values())), rel=1e-12, abs=0)
 
