@@ -13,7 +13,6 @@ backends=$2
 shift 2
 jobs=${TEST_JOBS:-3}
 mkdir -p test-logs
-rm -f test-logs/*.exit
 start=$SECONDS
 status=0
 running=()
@@ -35,7 +34,7 @@ for backend in $backends; do
     KERAS_BACKEND=$backend "$python" -m pytest -q -p no:cacheprovider --durations=15 "$@" \
       > "test-logs/$backend.log" 2>&1
     code=$?
-    echo "$code" > "test-logs/$backend.exit"  # the moment a pass ends: .ci/run starts the wheel demo by it
+    echo "$code" > "test-logs/$backend.exit"  # when a pass ends (.ci/run clears these and starts the wheel demo by them)
     exit "$code"
   ) &
   running+=("$!:$backend")
