@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pathlib
+import uuid
 
 logger = logging.getLogger(__name__)
 
@@ -337,16 +338,24 @@ def caption_words_for(source, extractor, split=None, cache_path=None):
     if cache_path is not None:
         cache_path = epath.Path(cache_path)
         if cache_path.exists():
-            return {caption: list(words) for caption, words in _read_words(cache_path).items()}
+            try:
+                return {caption: list(words) for caption, words in _read_words(cache_path, strict=True).items()}
+            except ValueError as error:  # a damaged file: its captions would silently lose their words
+                logger.warning(
+                    "The caption-word cache %s is damaged (%s); extracting the words again.", cache_path, error
+                )
 
     captions = list(dict.fromkeys(_read_captions(source, split)))
     words = dict(zip(captions, (list(w) for w in extractor.extract(captions)))) if captions else {}
     if cache_path is not None:
         try:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache_path.parent / (cache_path.name + ".incomplete")
+            # A name of its own per writer: processes that start on a fresh data dir at once (a seeded run and
+            # its repeat, pytest workers) each write a whole file and the last rename wins; readers never see a
+            # half-written or interleaved file.
+            partial = cache_path.parent / f"{cache_path.name}.{os.getpid()}-{uuid.uuid4().hex}.incomplete"
             partial.write_text(_json_lines(words), encoding="utf-8")
-            partial.rename(cache_path)  # readers never see a half-written file
+            partial.replace(cache_path)
         except OSError as error:
             logger.warning("Could not cache caption words in %s: %s", cache_path, error)
     return words
@@ -364,14 +373,21 @@ def caption_vocabulary(*caption_words):
     return sorted({word for mapping in caption_words for words in mapping.values() for word in words})
 
 
-def _read_words(path):
-    """caption -> words from a cache file: JSON lines, or the one JSON object that caches once held."""
+def _read_words(path, strict=False):
+    """caption -> words from a cache file: JSON lines, or the one JSON object that caches once held.
+
+    A line cut short (an interrupted append to `CaptionWordExtractor`'s cache) is skipped, and the captions it
+    held are extracted again; with `strict` (a `caption_words_for` file, which must hold every caption) it raises
+    ValueError instead.
+    """
     words = {}
     with path.open(encoding="utf-8") as file:
-        for line in file:
+        for number, line in enumerate(file, 1):
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:  # A line cut short by an interrupted run; the rest is fine.
+            except json.JSONDecodeError as error:
+                if strict:
+                    raise ValueError(f"line {number} is not JSON ({error})") from error
                 continue
             if set(entry) == {"caption", "words"} and isinstance(entry["caption"], str):
                 words[entry["caption"]] = entry["words"]

@@ -1,6 +1,7 @@
 """Caption words extracted once per dataset split and cached beside the data."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -69,3 +70,40 @@ def test_spacy_finds_shape_color_and_stuff_words_in_shapes_captions(shapes_data_
     assert vocabulary & {"red", "blue", "yellow", "purple"}
     assert vocabulary & {"sky", "grass", "water", "sand", "wall", "lawn", "lake", "sea", "beach"}
     assert "hexagon" not in vocabulary
+
+
+def test_a_damaged_cache_is_extracted_again_not_read_in_part(extractor, tmp_path):
+    # A line cut in the middle (a writer that died, or two writers interleaved) must not silently drop the
+    # captions it held: the run would train on other words than a run that extracted them (it did, in CI).
+    cache = tmp_path / "words.json"
+    captions = ["A red star.", "Two discs.", "Grass."]
+    words = caption_words_for(captions, extractor, cache_path=cache)
+    text = cache.read_text()
+    cache.write_text(text[: len(text) // 2] + "\n" + text.splitlines()[-1] + "\n")
+    calls = extractor.calls
+    assert caption_words_for(captions, extractor, cache_path=cache) == words
+    assert extractor.calls > calls  # extracted again, and the cache rewritten whole
+    assert caption_words_for(captions, extractor, cache_path=cache) == words
+
+
+def test_writers_starting_at_once_leave_one_whole_cache(extractor, tmp_path):
+    # Seeded runs started together on a fresh data dir all write the cache; each writes a file of its own and
+    # renames it, so the file is always one writer's whole output.
+    cache = tmp_path / "words.json"
+    captions = [f"A red star number {i}." for i in range(2000)]
+    barrier = threading.Barrier(4)
+
+    def write(results, index):
+        barrier.wait()
+        results[index] = caption_words_for(captions, type(extractor)(), cache_path=cache)
+
+    results = [None] * 4
+    threads = [threading.Thread(target=write, args=(results, i)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = caption_words_for(captions, type(extractor)())
+    assert all(result == expected for result in results)
+    assert [json.loads(line)["caption"] for line in cache.read_text().splitlines()] == captions
+    assert not list(tmp_path.glob("*.incomplete"))
