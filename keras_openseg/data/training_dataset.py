@@ -40,7 +40,9 @@ def make_training_dataset(
     and the last partial batch is dropped, as TPUs need.
 
     Randomness comes from `seed` through stateless ops and `Dataset.random`, so a seed gives the same
-    batches on every run (epoch by epoch) while each epoch still draws new crops, captions and word drops.
+    batches on every run, while each pass over the data comes in another order and draws new crops, captions
+    and word drops. With `repeat` (what `train` uses) every iterator of the dataset gives the same batches;
+    without it each iterator is one epoch with its own draws.
 
     Args:
         sources: list of `TrainingSource`, or one. A bare `tf.data.Dataset` without captions is accepted too.
@@ -125,15 +127,13 @@ def make_training_dataset(
             None if mask_size is None else int(mask_size),
             bool(mask_classes),
         )
-        dataset = source.dataset
-        if shuffle_buffer:
-            dataset = dataset.shuffle(shuffle_buffer, seed=source_seed, reshuffle_each_iteration=True)
-        if repeat:
-            dataset = dataset.repeat()
-        # A stream of stateless seeds, new in every pass over the data: per-example randomness that a seed
-        # reproduces, whatever order the parallel map finishes in.
+        dataset = _shuffled_passes(source.dataset, shuffle_buffer, source_seed, repeat)
+        # A stream of stateless seeds over the whole run (every pass draws new ones): per-example randomness that
+        # a seed reproduces, whatever order the parallel map finishes in. With a seed and `repeat`, every iterator
+        # of the dataset gives the same stream (see `_shuffled_passes`).
         randoms = tf.data.Dataset.random(
-            seed=None if source_seed is None else source_seed + 1, rerandomize_each_iteration=True
+            seed=None if source_seed is None else source_seed + 1,
+            rerandomize_each_iteration=source_seed is None or not repeat,
         ).batch(2)
         dataset = tf.data.Dataset.zip((dataset, randoms))
         datasets.append(dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
@@ -147,7 +147,7 @@ def make_training_dataset(
             weights=list(weights / weights.sum()),
             seed=seed,
             stop_on_empty_dataset=True,
-            rerandomize_each_iteration=True,
+            rerandomize_each_iteration=seed is None or not repeat,
         )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(_split_inputs_and_targets)
@@ -159,6 +159,26 @@ def make_training_dataset(
         options.deterministic = True
         dataset = dataset.with_options(options)
     return dataset
+
+
+def _shuffled_passes(dataset, shuffle_buffer, seed, repeat):
+    """The source's passes (one per iterator, or forever with `repeat`), shuffled.
+
+    With a seed and `repeat`, one shuffle runs over the repeated stream with the seed fixed
+    (`reshuffle_each_iteration=False`): consecutive passes come out in different orders (the buffer keeps drawing),
+    nothing is re-drawn per iterator or per pass, and every iterator of the dataset gives the same examples.
+    tf.data's `reshuffle_each_iteration` and `rerandomize_each_iteration` instead draw each iterator's (and each
+    repeated pass's) seeds from one generator that all iterators of the dataset share, so the batches depended on
+    how many iterators were made before: Keras' `fit` makes one to build the model and another to train.
+    """
+    if not repeat:
+        # One pass per iterator (Keras' epochs without `steps_per_epoch`): each iterator is an epoch and draws its
+        # own order; its seeds are drawn once, when it is made, so a seed still gives the same epochs.
+        return dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True) if shuffle_buffer else dataset
+    if seed is None:
+        return (dataset.shuffle(shuffle_buffer, reshuffle_each_iteration=True) if shuffle_buffer else dataset).repeat()
+    dataset = dataset.repeat()
+    return dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False) if shuffle_buffer else dataset
 
 
 def _split_inputs_and_targets(batch):

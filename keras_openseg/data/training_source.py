@@ -115,6 +115,15 @@ class TrainingSource:
             split=split,
             shuffle_files=shuffle_files,
             decoders=decoders or None,
-            read_config=tfds.ReadConfig(shuffle_seed=seed),
+            read_config=seeded_read_config(seed),
         )
         return cls(dataset=dataset, caption_words=caption_words, weight=weight, name=name)
+
+
+def seeded_read_config(seed):
+    """The tfds `ReadConfig` of a training source: with a seed, the file order is the seed's on every pass and
+    every iterator (tfds would otherwise re-draw it per iteration from a generator all iterators share, the race
+    `make_training_dataset` avoids); the examples are still shuffled anew on every pass."""
+    import tensorflow_datasets as tfds
+
+    return tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=None if seed is None else False)

@@ -374,13 +374,12 @@ def _tfds_source(name, config, extractor):
             name, config.split, _extractor(extractor), data_dir=config.data_dir, seed=config.seed
         )
     from keras_openseg.data.dataset_preparation import download_and_prepare
+    from keras_openseg.data.training_source import seeded_read_config
 
     builder = download_and_prepare(tfds.builder(name, data_dir=config.data_dir))
     if "panoptic_image" not in builder.info.features:
         raise ValueError(f"{name} has no segmentation masks, so a teacher cannot learn from it (sec. 3.3).")
-    dataset = builder.as_dataset(
-        split=config.split, shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=config.seed)
-    )
+    dataset = builder.as_dataset(split=config.split, shuffle_files=True, read_config=seeded_read_config(config.seed))
     dataset = dataset.map(lambda example: {key: example[key] for key in ("image", "panoptic_image", "segments")})
     return TrainingSource(dataset, name=name)
 
