@@ -171,14 +171,14 @@ def _shuffled_passes(dataset, shuffle_buffer, seed, repeat):
     repeated pass's) seeds from one generator that all iterators of the dataset share, so the batches depended on
     how many iterators were made before: Keras' `fit` makes one to build the model and another to train.
     """
-    if not repeat:
-        # One pass per iterator (Keras' epochs without `steps_per_epoch`): each iterator is an epoch and draws its
-        # own order; its seeds are drawn once, when it is made, so a seed still gives the same epochs.
-        return dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True) if shuffle_buffer else dataset
-    if seed is None:
-        return (dataset.shuffle(shuffle_buffer, reshuffle_each_iteration=True) if shuffle_buffer else dataset).repeat()
-    dataset = dataset.repeat()
-    return dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False) if shuffle_buffer else dataset
+    # Without a seed, or one pass per iterator (Keras' epochs without `steps_per_epoch`), each iterator draws its
+    # own order once, when it is made; with a seed and `repeat`, the shuffle runs over the repeated stream.
+    redraw = seed is None or not repeat
+    if repeat and not redraw:
+        dataset = dataset.repeat()
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=redraw)
+    return dataset.repeat() if repeat and redraw else dataset
 
 
 def _split_inputs_and_targets(batch):
