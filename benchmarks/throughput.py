@@ -31,7 +31,10 @@ float32 and bfloat16 in `--dtype`, a last table gives each backend's bfloat16 / 
 Memory: each worker reports its own process's peak resident set (`ru_maxrss`) minus the level after its
 imports (`process_peak_rss_mb`), and the resident-set growth over the training step alone
 (`train_peak_rss_mb`, Linux VmHWM reset before the step); `fits_8gb` says whether the process stayed below
-8 GiB. JAX also reports XLA's buffer assignment of the train step (`xla_train_peak_mb`, JAX only).
+8 GiB. JAX also reports XLA's buffer assignment of the train step (`xla_train_peak_mb`, JAX only). `--malloc`
+picks glibc's allocator policy per row: `fixed` (the default, what `keras-openseg`'s commands do:
+`keras_openseg.training.host_memory.fix_mmap_threshold`, freed tensor buffers leave the process) or `glibc`
+(glibc's own raising threshold, under which freed buffers of up to 32 MiB stay in a fragmented heap).
 
 The reference config is the one the performance issue fixes: a ResNet-50 keras_hub encoder (random weights;
 nothing is downloaded), 512x512, N=128 queries, hidden 256, embedding 512, batch 4. Absolute numbers on a
@@ -73,6 +76,7 @@ COLUMNS = [
     "backend",
     "config",
     "dtype",
+    "malloc",
     "infer_images_per_s",
     "train_images_per_s",
     "gflops_per_image",
@@ -93,7 +97,7 @@ COLUMNS = [
     "load_before",
 ]
 PEAK_COLUMNS = ["backend", "path", "fp32_matmul", "fp32_conv", "bf16_matmul", "bf16_conv", "load"]
-SPEEDUP_COLUMNS = ["backend", "config", "infer_bf16_over_fp32", "train_bf16_over_fp32", "load"]
+SPEEDUP_COLUMNS = ["backend", "config", "malloc", "infer_bf16_over_fp32", "train_bf16_over_fp32", "load"]
 GIB = 2**30
 BREAKDOWN_COLUMNS = [
     "backend",
@@ -246,8 +250,13 @@ def max_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True, infer=True):
+def measure(
+    config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True, infer=True, malloc="fixed"
+):
     """Runs in the benchmark's per-backend interpreter; returns times, memory and (JAX) FLOPs.
+
+    `malloc="fixed"` fixes glibc's mmap threshold first, as `keras-openseg`'s commands do; `"glibc"` leaves
+    glibc's own policy.
 
     `infer=False` times the training step alone, so that the process's peak memory is the training step's
     (inference timed first in the same process leaves memory that glibc keeps).
@@ -263,6 +272,10 @@ def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=
     from _timing import sync
 
     import keras_openseg.models  # noqa: F401  (the imports belong to the baseline)
+    from keras_openseg.training.host_memory import fix_mmap_threshold
+
+    if malloc == "fixed" and not fix_mmap_threshold():
+        malloc = "unchanged"  # not glibc, or the caller's MALLOC_MMAP_THRESHOLD_ decides: the row says so
 
     name = keras.backend.backend()
     config = CONFIGS[config_name]
@@ -270,7 +283,8 @@ def measure(config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=
     set_dtype(dtype)
     jit_compile = resolve_jit(jit, dtype)
     baseline_rss = max_rss_bytes()
-    result = {"backend": name, "config": config_name, "dtype": dtype, "device": device_description()}
+    result = {"backend": name, "config": config_name, "dtype": dtype, "malloc": malloc}
+    result["device"] = device_description()
     result["jit_compile"] = jit_compile
     result["load_before"] = load_average()
     # Only what is timed is built: the peers' weights would count in the process's memory.
@@ -423,6 +437,7 @@ def summarize(measured, flops, peaks=None):
         "backend": measured["backend"],
         "config": measured["config"],
         "dtype": measured["dtype"],
+        "malloc": measured.get("malloc", "glibc"),
         "device": measured["device"],
         "jit_compile": measured.get("jit_compile"),
         "infer_images_per_s": b / seconds["openseg"] if "openseg" in seconds else None,
@@ -497,16 +512,17 @@ def peak_rows(peaks, loads=None):
 
 def speedup_rows(rows):
     """bfloat16 / float32 images/s per backend and config, where both dtypes were measured."""
-    by_key = {(r["backend"], r["config"], r["dtype"]): r for r in rows}
+    by_key = {(r["backend"], r["config"], r["malloc"], r["dtype"]): r for r in rows}
     result = []
-    for (backend_name, config, dtype), row in by_key.items():
-        base = by_key.get((backend_name, config, "float32"))
+    for (backend_name, config, malloc, dtype), row in by_key.items():
+        base = by_key.get((backend_name, config, malloc, "float32"))
         if dtype != "bfloat16" or base is None:
             continue
         result.append(
             {
                 "backend": backend_name,
                 "config": config,
+                "malloc": malloc,
                 "infer_bf16_over_fp32": (
                     row["infer_images_per_s"] / base["infer_images_per_s"] if base["infer_images_per_s"] else None
                 ),
@@ -548,6 +564,7 @@ def breakdown_rows(measured, flops, peaks=None):
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+MALLOCS = ("fixed", "glibc")
 
 
 def parse_args(argv=None):
@@ -555,6 +572,11 @@ def parse_args(argv=None):
     parser.add_argument("--configs", default="reference,tiny", help="comma-separated: " + ", ".join(CONFIGS))
     parser.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated; missing ones skipped")
     parser.add_argument("--dtype", default="float32", help="comma-separated: " + ", ".join(DTYPES))
+    parser.add_argument(
+        "--malloc",
+        default="fixed",
+        help="comma-separated: fixed (keras-openseg's commands: fixed mmap threshold), glibc (glibc's own policy)",
+    )
     parser.add_argument(
         "--jit",
         default="auto",
@@ -582,6 +604,11 @@ def parse_args(argv=None):
     if unknown or not dtypes:
         parser.error(f"--dtype: unknown {unknown}; choose from {list(DTYPES)}")
     args.dtypes = dtypes
+    mallocs = [m for m in args.malloc.split(",") if m]
+    unknown = [m for m in mallocs if m not in MALLOCS]
+    if unknown or not mallocs:
+        parser.error(f"--malloc: unknown {unknown}; choose from {list(MALLOCS)}")
+    args.mallocs = mallocs
     return args
 
 
@@ -606,6 +633,7 @@ def main(argv=None):
                 not args.no_peers,
                 not args.no_train,
                 not args.no_infer,
+                args.malloc,
             )
         else:
             (config,), (dtype,) = configs, args.dtypes
@@ -625,8 +653,9 @@ def main(argv=None):
     # JAX first: its float32 worker also returns the FLOPs every row uses.
     backends = sorted((b for b in backends if b not in missing), key=lambda b: b != "jax")
 
-    def worker(backend_name, kind, config=None, dtype="float32"):
+    def worker(backend_name, kind, config=None, dtype="float32", malloc="fixed"):
         flags = ["--_worker", kind, "--dtype", dtype, "--jit", args.jit, "--warmup", str(args.warmup)]
+        flags += ["--malloc", malloc]
         flags += ["--configs", config] if config else []
         flags += ["--breakdown"] if args.breakdown else []
         flags += ["--no-peers"] if args.no_peers else []
@@ -662,8 +691,8 @@ def main(argv=None):
     rows, pieces, raw = [], [], []
     for config in configs:
         flops = earlier.get(config)
-        for dtype in args.dtypes:
-            measured = [worker(name, "measure", config, dtype) for name in backends]
+        for malloc, dtype in [(m, d) for m in args.mallocs for d in args.dtypes]:
+            measured = [worker(name, "measure", config, dtype, malloc) for name in backends]
             flops = flops or next((m["flops"] for m in measured if "flops" in m), None)
             if flops is None and backend_available("jax"):
                 flops = worker("jax", "flops", config)["flops"]

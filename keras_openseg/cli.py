@@ -8,12 +8,15 @@ chosen before Keras loads.
 Bad input -- a missing or unreadable file, a missing preset, empty queries, a missing dataset or manual dir --
 raises `ValueError` or `OSError` where it is found; `main` prints it as one line `keras-openseg: error: ...` on
 stderr and exits with status 2. `keras-openseg --debug COMMAND ...` lets the exception propagate, traceback
-included.
+included. Every command runs with glibc's mmap threshold fixed (`training/host_memory.py`): large freed tensor
+buffers go back to the system, which keeps a training process's resident memory near what the backend holds.
 """
 
 import argparse
 import importlib
 import sys
+
+from keras_openseg.training.host_memory import fix_mmap_threshold
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -77,6 +80,8 @@ def main(argv=None):
     parser, module = build_command_parser(name)
     args = parser.parse_args(rest)
     debug = debug or args.debug
+    # Freed tensor buffers leave the process instead of fragmenting glibc's heap (training/host_memory.py).
+    fix_mmap_threshold()
     try:
         return int(module.run(args) or 0)
     except USAGE_ERRORS as error:

@@ -200,3 +200,29 @@ def test_training_benchmark_precision_argument():
     assert training.parse_args([]).precisions == ["float32"]
     with pytest.raises(SystemExit):
         training.parse_args(["--precision", "float16"])
+
+
+def test_malloc_option_and_rows_per_policy():
+    args = throughput.parse_args(["--malloc", "fixed,glibc"])
+    assert args.mallocs == ["fixed", "glibc"]
+    assert throughput.parse_args([]).mallocs == ["fixed"]  # what keras-openseg's commands do
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--malloc", "jemalloc"])
+    measured = {
+        "backend": "torch",
+        "config": "tiny",
+        "dtype": "float32",
+        "device": "cpu",
+        "batch_size": 2,
+        "seconds": {"train": 2.0},
+        "load_before": 1.0,
+        "load_after": 1.0,
+    }
+    rows = [
+        throughput.summarize(dict(measured, malloc=malloc, dtype=dtype, seconds={"train": seconds}), None)
+        for malloc, dtype, seconds in [("fixed", "float32", 2.0), ("glibc", "float32", 4.0), ("glibc", "bfloat16", 1.0)]
+    ]
+    assert [r["malloc"] for r in rows] == ["fixed", "glibc", "glibc"]
+    # The bfloat16 / float32 speed-up compares rows of one allocator policy only.
+    (speedup,) = throughput.speedup_rows(rows)
+    assert (speedup["malloc"], speedup["train_bf16_over_fp32"]) == ("glibc", 4.0)
