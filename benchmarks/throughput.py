@@ -32,9 +32,9 @@ Memory: each worker reports its own process's peak resident set (`ru_maxrss`) mi
 imports (`process_peak_rss_mb`), and the resident-set growth over the training step alone
 (`train_peak_rss_mb`, Linux VmHWM reset before the step); `fits_8gb` says whether the process stayed below
 8 GiB. JAX also reports XLA's buffer assignment of the train step (`xla_train_peak_mb`, JAX only). `--malloc`
-picks glibc's allocator policy per row: `fixed` (the default, what `keras-openseg`'s commands do:
-`keras_openseg.training.host_memory.fix_mmap_threshold`, freed tensor buffers leave the process) or `glibc`
-(glibc's own raising threshold, under which freed buffers of up to 32 MiB stay in a fragmented heap).
+picks glibc's allocator policy per row: `glibc` (the default, glibc's own raising threshold, under which freed
+buffers of up to 32 MiB stay in a fragmented heap) or `fixed` (`keras-openseg COMMAND --low-host-memory`:
+`keras_openseg.training.host_memory.fix_mmap_threshold`, freed tensor buffers leave the process).
 
 The reference config is the one the performance issue fixes: a ResNet-50 keras_hub encoder (random weights;
 nothing is downloaded), 512x512, N=128 queries, hidden 256, embedding 512, batch 4. Absolute numbers on a
@@ -251,12 +251,12 @@ def max_rss_bytes():
 
 
 def measure(
-    config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True, infer=True, malloc="fixed"
+    config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True, infer=True, malloc="glibc"
 ):
     """Runs in the benchmark's per-backend interpreter; returns times, memory and (JAX) FLOPs.
 
-    `malloc="fixed"` fixes glibc's mmap threshold first, as `keras-openseg`'s commands do; `"glibc"` leaves
-    glibc's own policy.
+    `malloc="fixed"` fixes glibc's mmap threshold first, as `keras-openseg COMMAND --low-host-memory` does;
+    `"glibc"` leaves glibc's own policy.
 
     `infer=False` times the training step alone, so that the process's peak memory is the training step's
     (inference timed first in the same process leaves memory that glibc keeps).
@@ -574,8 +574,8 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", default="float32", help="comma-separated: " + ", ".join(DTYPES))
     parser.add_argument(
         "--malloc",
-        default="fixed",
-        help="comma-separated: fixed (keras-openseg's commands: fixed mmap threshold), glibc (glibc's own policy)",
+        default="glibc",
+        help="comma-separated: glibc (glibc's own policy), fixed (--low-host-memory: a fixed mmap threshold)",
     )
     parser.add_argument(
         "--jit",
@@ -653,7 +653,7 @@ def main(argv=None):
     # JAX first: its float32 worker also returns the FLOPs every row uses.
     backends = sorted((b for b in backends if b not in missing), key=lambda b: b != "jax")
 
-    def worker(backend_name, kind, config=None, dtype="float32", malloc="fixed"):
+    def worker(backend_name, kind, config=None, dtype="float32", malloc="glibc"):
         flags = ["--_worker", kind, "--dtype", dtype, "--jit", args.jit, "--warmup", str(args.warmup)]
         flags += ["--malloc", malloc]
         flags += ["--configs", config] if config else []

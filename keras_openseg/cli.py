@@ -8,8 +8,8 @@ chosen before Keras loads.
 Bad input -- a missing or unreadable file, a missing preset, empty queries, a missing dataset or manual dir --
 raises `ValueError` or `OSError` where it is found; `main` prints it as one line `keras-openseg: error: ...` on
 stderr and exits with status 2. `keras-openseg --debug COMMAND ...` lets the exception propagate, traceback
-included. Every command runs with glibc's mmap threshold fixed (`training/host_memory.py`): large freed tensor
-buffers go back to the system, which keeps a training process's resident memory near what the backend holds.
+included. `--low-host-memory` (every command) fixes glibc's mmap threshold (`training/host_memory.py`): freed
+tensor buffers go back to the system instead of fragmenting the heap, less memory at some speed.
 """
 
 import argparse
@@ -33,6 +33,10 @@ USAGE_ERRORS = (ValueError, OSError)
 # An error message longer than this is cut to its first line (tfds lists every dataset it knows).
 _MAX_MESSAGE = 600
 _DEBUG_HELP = "on an error, show the traceback instead of one line"
+_LOW_HOST_MEMORY_HELP = (
+    "fix glibc's mmap threshold: freed tensor buffers leave the process instead of fragmenting its heap (the "
+    "PyTorch float32 reference training step: 21%% less memory, 19%% slower; benchmarks/README.md)"
+)
 
 
 def build_parser():
@@ -46,12 +50,16 @@ def build_parser():
 
 
 def build_command_parser(name):
-    """The parser of one command: its module's `add_arguments`, plus `--debug`. Returns `(parser, module)`."""
+    """The parser of one command: its module's `add_arguments`, plus `--debug` and `--low-host-memory`.
+
+    Returns `(parser, module)`.
+    """
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"keras-openseg {name}", description=help_text)
     module.add_arguments(parser)
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    parser.add_argument("--low-host-memory", action="store_true", help=_LOW_HOST_MEMORY_HELP)
     return parser, module
 
 
@@ -80,8 +88,8 @@ def main(argv=None):
     parser, module = build_command_parser(name)
     args = parser.parse_args(rest)
     debug = debug or args.debug
-    # Freed tensor buffers leave the process instead of fragmenting glibc's heap (training/host_memory.py).
-    fix_mmap_threshold()
+    if args.low_host_memory and not fix_mmap_threshold():
+        print("keras-openseg: --low-host-memory: not glibc, or MALLOC_MMAP_THRESHOLD_ decides", file=sys.stderr)
     try:
         return int(module.run(args) or 0)
     except USAGE_ERRORS as error:

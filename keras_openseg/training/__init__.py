@@ -1,7 +1,8 @@
 """Training OpenSeg: the recipe (`TrainingConfig`, `train`), its checkpoints, and the train / pseudo-label CLIs.
 
 `keras-openseg train` (`training/cli.py`) and `keras-openseg pseudo-label` (`training/pseudo_label.py`) are
-the command-line faces of `train` and `write_pseudo_labels`.
+the command-line faces of `train` and `write_pseudo_labels`. `host_memory.fix_mmap_threshold` (every command's
+`--low-host-memory`) returns freed tensor buffers to the system.
 """
 
 from keras_openseg.lazy_imports import lazy_attributes

@@ -6,10 +6,13 @@ buffers of up to 32 MiB therefore come from the heap, where freed ones stay mapp
 resident memory grows beyond what the backend ever holds at once. Fixing the threshold (`mallopt`) turns the
 raising off, so every block over it is mapped on allocation and unmapped when freed.
 
-Measured on the reference config (ResNet-50, 512 px, N=128, batch 4; `benchmarks/throughput.py --malloc`, see
-benchmarks/README.md): the PyTorch float32 training step's process peak falls from 7.7 to 6.2 GB over its
-imports. `keras-openseg` sets it for its commands; set `MALLOC_MMAP_THRESHOLD_` in the environment to choose
-another threshold (glibc's own variable, which this then leaves alone).
+It trades speed for memory: each large buffer is then mapped and zeroed afresh. Measured on the reference
+config (ResNet-50, 512 px, N=128, batch 4, float32, `benchmarks/throughput.py --malloc fixed,glibc`, see
+benchmarks/README.md), the training step's process peak over its imports and its images/s, fixed vs glibc's own:
+PyTorch 6,166 vs 7,762 MiB at 0.81x the speed; TensorFlow 7,191 vs 7,130 MiB, 0.99x; JAX 8,170 vs 8,295 MiB,
+0.83x. So it is off by default: `keras-openseg COMMAND --low-host-memory` or `fix_mmap_threshold()` turns it on
+(PyTorch on a host short of memory); `MALLOC_MMAP_THRESHOLD_` in the environment, glibc's own variable, does the
+same from the process's start.
 """
 
 import ctypes
@@ -48,11 +51,15 @@ def fix_mmap_threshold(threshold=DEFAULT_MMAP_THRESHOLD):
         True when the threshold was set; False where the C library is not glibc or the environment's
         `MALLOC_MMAP_THRESHOLD_` already chose one.
 
-    Example:
+    Example: call `fix_mmap_threshold()` once, before the model is built (what `--low-host-memory` does). Where
+    glibc's own variable is set, it decides:
 
+    >>> import os
     >>> from keras_openseg.training.host_memory import fix_mmap_threshold
-    >>> fix_mmap_threshold() in (True, False)
-    True
+    >>> os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    >>> fix_mmap_threshold()
+    False
+    >>> del os.environ["MALLOC_MMAP_THRESHOLD_"]
     """
     if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold <= 0:
         raise ValueError(f"`threshold` must be a positive number of bytes. Received: threshold={threshold!r}")
