@@ -128,12 +128,13 @@ def make_training_dataset(
             bool(mask_classes),
         )
         dataset = _shuffled_passes(source.dataset, shuffle_buffer, source_seed, repeat)
+        redraw = _redraws_per_iterator(source_seed, repeat)
         # A stream of stateless seeds over the whole run (every pass draws new ones): per-example randomness that
         # a seed reproduces, whatever order the parallel map finishes in. With a seed and `repeat`, every iterator
         # of the dataset gives the same stream (see `_shuffled_passes`).
         randoms = tf.data.Dataset.random(
             seed=None if source_seed is None else source_seed + 1,
-            rerandomize_each_iteration=source_seed is None or not repeat,
+            rerandomize_each_iteration=redraw,
         ).batch(2)
         dataset = tf.data.Dataset.zip((dataset, randoms))
         datasets.append(dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
@@ -147,7 +148,7 @@ def make_training_dataset(
             weights=list(weights / weights.sum()),
             seed=seed,
             stop_on_empty_dataset=True,
-            rerandomize_each_iteration=seed is None or not repeat,
+            rerandomize_each_iteration=_redraws_per_iterator(seed, repeat),
         )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(_split_inputs_and_targets)
@@ -159,6 +160,14 @@ def make_training_dataset(
         options.deterministic = True
         dataset = dataset.with_options(options)
     return dataset
+
+
+def _redraws_per_iterator(seed, repeat):
+    """Whether each iterator (or pass) draws its own random order: without a seed, or one pass per iterator.
+
+    With a seed and `repeat`, nothing is drawn per iterator (see `_shuffled_passes`).
+    """
+    return seed is None or not repeat
 
 
 def _shuffled_passes(dataset, shuffle_buffer, seed, repeat):
@@ -173,7 +182,7 @@ def _shuffled_passes(dataset, shuffle_buffer, seed, repeat):
     """
     # Without a seed, or one pass per iterator (Keras' epochs without `steps_per_epoch`), each iterator draws its
     # own order once, when it is made; with a seed and `repeat`, the shuffle runs over the repeated stream.
-    redraw = seed is None or not repeat
+    redraw = _redraws_per_iterator(seed, repeat)
     if repeat and not redraw:
         dataset = dataset.repeat()
     if shuffle_buffer:
