@@ -16,7 +16,6 @@ same from the process's start.
 """
 
 import ctypes
-import ctypes.util
 import os
 
 # mallopt's parameter number for the mmap threshold (glibc's malloc.h).
@@ -27,15 +26,12 @@ ENVIRONMENT_VARIABLE = "MALLOC_MMAP_THRESHOLD_"
 
 
 def _glibc():
-    """The C library when it is glibc (the one `mallopt` this module means), else None."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
+    """This process's C library when it is glibc (the `malloc` the process uses), else None."""
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the symbols already loaded: no library search
         libc.gnu_get_libc_version.restype = ctypes.c_char_p
         libc.gnu_get_libc_version()
-    except (OSError, AttributeError):
+    except (OSError, TypeError, AttributeError):  # not glibc (musl, macOS), or no process handle (Windows)
         return None
     return libc
 
