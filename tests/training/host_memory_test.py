@@ -61,6 +61,14 @@ def test_fixed_threshold_maps_the_blocks_glibc_would_keep_in_its_heap():
     assert _probe("glibc")["mapped"] == 0
 
 
+def test_another_c_library_is_left_alone(monkeypatch):
+    # What the glibc-only test above cannot check off glibc (musl, macOS): there the function sets nothing and
+    # says so.
+    monkeypatch.delenv(host_memory.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(host_memory, "_glibc", lambda: None)
+    assert host_memory.fix_mmap_threshold() is False
+
+
 def test_the_environment_variable_decides(monkeypatch):
     monkeypatch.setenv(host_memory.ENVIRONMENT_VARIABLE, "65536")
     assert host_memory.fix_mmap_threshold() is False
@@ -83,3 +91,12 @@ def test_the_command_line_fixes_it_with_low_host_memory(flag, monkeypatch, capsy
     assert cli.main(argv + ["--low-host-memory"] * flag) == 2
     capsys.readouterr()
     assert calls == [True] * flag
+
+
+def test_the_command_line_says_when_low_host_memory_cannot_apply(monkeypatch, capsys):
+    from keras_openseg import cli
+
+    monkeypatch.setattr(cli, "fix_mmap_threshold", lambda: False)  # not glibc, or MALLOC_MMAP_THRESHOLD_ is set
+    argv = ["segment", "--preset", "no-such-preset", "--queries", "cat", "no-such-image.png", "--low-host-memory"]
+    assert cli.main(argv) == 2
+    assert "--low-host-memory: not glibc, or MALLOC_MMAP_THRESHOLD_ decides" in capsys.readouterr().err
