@@ -5,6 +5,8 @@ from keras_openseg.layers.fpn_fusion import FPNFusion
 from keras_openseg.layers.mask_cross_attention import MaskCrossAttentionBlock
 from keras_openseg.layers.mask_pooling import MaskPooling
 from keras_openseg.layers.mask_query_decoder import MaskQueryDecoder
+from keras_openseg.layers.mask_shape_embedding import MaskShapeEmbedding
+from keras_openseg.layers.mask_shape_embedding import mask_crops
 from keras_openseg.layers.position_embedding import LearnedPositionEmbedding
 from keras_openseg.layers.resizing import resize
 from keras_openseg.layers.temperature import Temperature
@@ -16,6 +18,8 @@ __all__ = [
     "MaskCrossAttentionBlock",
     "MaskPooling",
     "MaskQueryDecoder",
+    "MaskShapeEmbedding",
     "Temperature",
+    "mask_crops",
     "resize",
 ]
