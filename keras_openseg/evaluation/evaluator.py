@@ -309,9 +309,11 @@ def gt_mask_logits(model, images, masks, text_embeddings, name_valid=None):
     """Eq. (6) with ground-truth masks as the proposals s (paper table 4's oracle readout).
 
     The region embedding of mask n is the mask pooling of the model's pixel embeddings F_z with it,
-    z_n = sum_p s_n(p) F_z(p) (`MaskPooling`, the mask resized to F_z's grid with the exact box filter, zero
-    over the padding of the canvas; the backbone runs with the canvas's padding mask, so F_z is that of the
-    image whatever it is batched with), and logit_c(p) = sum_n s_n(p) <w_c, z^_n> (`segmentation_logits`).
+    z_n = sum_p s_n(p) F_z(p) (the mask resized to F_z's grid with the exact box filter, zero over the padding
+    of the canvas; the backbone runs with the canvas's padding mask, so F_z is that of the image whatever it
+    is batched with), computed by the backbone's own `pool_regions` where it has one (its pooling part, its
+    `region_pooling` and its mask shape embedding: the masks replace the proposals and nothing else changes),
+    else by `MaskPooling`; and logit_c(p) = sum_n s_n(p) <w_c, z^_n> (`segmentation_logits`).
 
     Args:
         model: an `OpenSegModel` (a `backbone` whose outputs hold `pixel_embeddings`, a `preprocessor`).
@@ -335,7 +337,7 @@ def gt_mask_logits(model, images, masks, text_embeddings, name_valid=None):
     canvas = ImageCanvas(images, converter)
     pixel_embeddings = ops.cast(model.backbone.predict_on_batch(canvas.inputs)["pixel_embeddings"], "float32")
     feature_size = tuple(int(s) for s in pixel_embeddings.shape[1:3])
-    pooling = MaskPooling()
+    pooling = getattr(model.backbone, "pool_regions", None) or MaskPooling()
     logits = []
     for index, (image_masks, fitted) in enumerate(zip(masks, canvas.fitted_sizes)):
         image_masks = np.asarray(image_masks, "float32")

@@ -11,6 +11,7 @@ from keras_openseg.layers import FPNFusion
 from keras_openseg.layers import LearnedPositionEmbedding
 from keras_openseg.layers import MaskPooling
 from keras_openseg.layers import MaskQueryDecoder
+from keras_openseg.layers import MaskShapeEmbedding
 from keras_openseg.layers.padding import PADDED_MASK_LOGIT
 from keras_openseg.layers.padding import PaddingFill
 from keras_openseg.layers.padding import PaddingGrid
@@ -82,6 +83,18 @@ class PaddedFeatureExtractor(keras.Model):
 
     def compute_output_spec(self, inputs, padding_mask=None, training=None, mask=None):
         return super().compute_output_spec(inputs, training=training, mask=mask)
+
+
+def _pool_regions(mask_pooling, shape_embedding, region_pooling, masks, pixel_embeddings, pixel_valid=None):
+    """Region embeddings from masks `[B, N, h, w]` (weights on F_z's grid) and F_z: the backbone's own path."""
+    region_embeddings = _call_part(mask_pooling, masks, pixel_embeddings, pixel_valid=pixel_valid)
+    if region_pooling == "mean":
+        area = ops.sum(ops.cast(masks, region_embeddings.dtype), axis=(2, 3))
+        region_embeddings = region_embeddings / ops.maximum(area, 1e-6)[:, :, None]
+    if shape_embedding is not None:
+        norm = ops.sqrt(ops.sum(ops.square(region_embeddings), axis=-1, keepdims=True))
+        region_embeddings = region_embeddings / ops.maximum(norm, 1e-6) + shape_embedding(masks)
+    return region_embeddings
 
 
 def _call_part(part, *args, **padding_kwargs):
@@ -168,6 +181,12 @@ class OpenSegBackbone(Backbone):
             On `openseg_shapes` the grounding loss otherwise bends the masks towards whatever lowers it
             (the quick-start demo's dice loss rose from 0.21 to 0.35 and recall@0.5 fell from 0.85 to
             0.54). Outputs are identical either way. Defaults to `True`.
+        region_shape_embedding: bool. Whether each region embedding also says its mask's shape (beyond the
+            paper): z_i = z_i / |z_i| + g(s_i), with g a `MaskShapeEmbedding` of the mask (a small CNN on the
+            mask resampled around its centre at its own scale; it sees the same masks as the pooling, so
+            stop-gradient ones when `region_mask_gradient=False`). A pooled feature sums the mask's interior,
+            which for a region of uniform appearance is the same whatever its outline; g adds the outline.
+            g starts at 0, so an untrained model gives the paper's directions. Defaults to `False`.
         dtype: string or `keras.DTypePolicy`. The dtype policy of the heads. Defaults to `None` (global
             policy).
         **kwargs: `keras_hub.models.Backbone` arguments (`name`, `trainable`).
@@ -224,6 +243,7 @@ class OpenSegBackbone(Backbone):
         mask_decoder=None,
         mask_pooling=None,
         region_mask_gradient=True,
+        region_shape_embedding=False,
         dtype=None,
         **kwargs,
     ):
@@ -300,6 +320,9 @@ class OpenSegBackbone(Backbone):
         )
         self.mask_decoder = mask_decoder
         self.mask_pooling = mask_pooling
+        self.mask_shape_embedding = None
+        if region_shape_embedding:
+            self.mask_shape_embedding = MaskShapeEmbedding(embedding_dim, dtype=dtype, name="mask_shape_embedding")
 
         # === Functional Model ===
         images = keras.Input(shape=image_encoder.input.shape[1:], name="images")
@@ -327,10 +350,9 @@ class OpenSegBackbone(Backbone):
         masks = ops.sigmoid(mask_logits)
         if not region_mask_gradient:
             masks = ops.stop_gradient(masks)
-        region_embeddings = _call_part(self.mask_pooling, masks, pixel_embeddings, pixel_valid=pixel_valid)
-        if region_pooling == "mean":
-            area = ops.sum(ops.cast(masks, region_embeddings.dtype), axis=(2, 3))
-            region_embeddings = region_embeddings / ops.maximum(area, 1e-6)[:, :, None]
+        region_embeddings = _pool_regions(
+            self.mask_pooling, self.mask_shape_embedding, region_pooling, masks, pixel_embeddings, pixel_valid
+        )
         super().__init__(
             inputs={"images": images, "padding_mask": padding_mask},
             outputs={
@@ -357,6 +379,7 @@ class OpenSegBackbone(Backbone):
         self.pyramid_levels = tuple(pyramid_levels)
         self.region_pooling = region_pooling
         self.region_mask_gradient = region_mask_gradient
+        self.region_shape_embedding = region_shape_embedding
         # The parts given as arguments, saved with the config; the default ones are rebuilt from it.
         self._replaced_parts = replaced_parts
 
@@ -369,6 +392,33 @@ class OpenSegBackbone(Backbone):
 
     def compute_output_spec(self, inputs, training=None, mask=None):
         return super().compute_output_spec(backbone_inputs(inputs), training=training, mask=mask)
+
+    def pool_regions(self, masks, pixel_embeddings, pixel_valid=None):
+        """Region embeddings of any masks, computed as the backbone computes its own from its proposals.
+
+        The backbone's mask pooling part (`MaskPooling` or its replacement), the `region_pooling` ("mean"
+        divides by the mask area) and, with `region_shape_embedding`, the normalization and the mask's shape
+        embedding. E.g. the ground-truth-mask oracle (paper table 4) pools ground-truth masks with it.
+
+        Args:
+            masks: `[B, N, h, w]` mask weights on the grid of `pixel_embeddings` (0 on padding).
+            pixel_embeddings: `[B, h, w, embedding_dim]` F_z (the backbone's `pixel_embeddings` output).
+            pixel_valid: `[B, h, w]` valid cells, or None (every cell). Defaults to `None`.
+
+        Returns:
+            `[B, N, embedding_dim]` region embeddings.
+
+        Example:
+
+        ```python
+        outputs = backbone(images)
+        masks = keras.ops.sigmoid(outputs["mask_logits"])
+        regions = backbone.pool_regions(masks, outputs["pixel_embeddings"])  # == outputs["region_embeddings"]
+        ```
+        """
+        return _pool_regions(
+            self.mask_pooling, self.mask_shape_embedding, self.region_pooling, masks, pixel_embeddings, pixel_valid
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -392,6 +442,7 @@ class OpenSegBackbone(Backbone):
                 "pyramid_levels": self.pyramid_levels,
                 "region_pooling": self.region_pooling,
                 "region_mask_gradient": self.region_mask_gradient,
+                "region_shape_embedding": self.region_shape_embedding,
             }
         )
         for name in PARTS:

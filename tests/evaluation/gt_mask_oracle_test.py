@@ -26,6 +26,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
 from tiny_openseg import OFFSET  # noqa: E402
 from tiny_openseg import SCALE  # noqa: E402
 from tiny_openseg import FakeTextEmbedder  # noqa: E402
+from tiny_openseg import tiny_backbone  # noqa: E402
 from tiny_openseg import tiny_model  # noqa: E402
 
 CLASS_NAMES = ["cat", "dog", "grass", "sky"]
@@ -99,6 +100,42 @@ def test_gt_mask_logits_is_eq6_with_the_ground_truth_masks(model):
         labels = image_logits.argmax(0)
         for mask in m:
             assert len(np.unique(labels[mask])) == 1
+
+
+def test_gt_mask_logits_pools_as_the_backbone_does():
+    # A backbone with a mask shape embedding: the oracle's regions are the backbone's own pooling of the
+    # ground-truth masks, z = z / |z| + g(s) (`OpenSegBackbone.pool_regions`), not a bare mask pooling.
+    import keras
+
+    keras.utils.set_random_seed(4)
+    backbone = tiny_backbone(region_shape_embedding=True)
+    shape = backbone.mask_shape_embedding
+    kernel = np.random.default_rng(2).normal(size=shape.output_dense.kernel.shape).astype(np.float32)
+    shape.output_dense.kernel.assign(kernel)
+    shaped = tiny_model(backbone=backbone, text_embedder=FakeTextEmbedder())
+    rng = np.random.default_rng(3)
+    h, w = SIZES[0]
+    image = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+    masks = np.zeros((2, h, w), bool)
+    masks[0, 4:20, 6:30], masks[1] = True, True
+    masks[1, 4:20, 6:30] = False
+    text = rng.normal(size=(3, backbone.embedding_dim)).astype(np.float32)
+    (logits,) = gt_mask_logits(shaped, [image], [masks], text)
+    canvas = np.zeros((1, 64, 64, 3), np.float32)
+    canvas[0, :h, :w] = image.astype(np.float32) * np.asarray(SCALE, np.float32) + np.asarray(OFFSET, np.float32)
+    padding_mask = np.zeros((1, 64, 64), np.float32)
+    padding_mask[0, :h, :w] = 1.0
+    features = np.asarray(
+        backbone.predict_on_batch({"images": canvas, "padding_mask": padding_mask})["pixel_embeddings"]
+    )
+    on_canvas = np.zeros((2, 64, 64), np.float32)
+    on_canvas[:, :h, :w] = masks
+    on_grid = on_canvas.reshape(2, 16, 4, 16, 4).mean(axis=(2, 4))
+    shape_embeddings = keras.ops.convert_to_numpy(shape(on_grid[None]))[0]
+    assert np.abs(shape_embeddings).max() > 1e-3
+    regions = _unit(_unit(np.einsum("nhw,hwe->ne", on_grid, features[0])) + shape_embeddings)
+    expected = np.einsum("nc,nhw->chw", regions @ _unit(text).T, masks.astype(np.float32))
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_evaluate_gt_masks_matches_numpy(model):

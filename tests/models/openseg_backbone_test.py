@@ -46,6 +46,25 @@ class OpenSegBackboneTest(TestCase):
     def test_saving(self):
         self.run_model_saving_test(cls=OpenSegBackbone, init_kwargs=self.init_kwargs, input_data=self.input_data)
 
+    def test_backbone_basics_with_shape_embedding(self):
+        # The same keras_hub checks (mixed precision, serialization) with the option's extra layer.
+        self.run_backbone_test(
+            cls=OpenSegBackbone,
+            init_kwargs={**self.init_kwargs, "region_shape_embedding": True},
+            input_data=self.input_data,
+            expected_output_shape={
+                "mask_logits": (2, NUM_QUERIES, 16, 16),
+                "region_embeddings": (2, NUM_QUERIES, EMBEDDING_DIM),
+                "pixel_embeddings": (2, 16, 16, EMBEDDING_DIM),
+            },
+            run_quantization_check=False,
+        )
+        self.run_model_saving_test(
+            cls=OpenSegBackbone,
+            init_kwargs={**self.init_kwargs, "region_shape_embedding": True},
+            input_data=self.input_data,
+        )
+
 
 def test_any_input_size_divisible_by_32():
     outputs = tiny_backbone()(np.zeros((2, 96, 32, 3), "float32"))
@@ -66,6 +85,24 @@ def test_region_embeddings_pool_pixel_embeddings_with_the_masks():
     np.testing.assert_allclose(outputs["region_embeddings"], expected, rtol=1e-4, atol=1e-4)
     averaged = keras.ops.convert_to_numpy(averaging(images)["region_embeddings"])
     np.testing.assert_allclose(averaged, expected / masks.sum(axis=(2, 3))[..., None], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [{}, {"region_pooling": "mean"}, {"region_shape_embedding": True}])
+def test_pool_regions_is_the_backbones_own_pooling(options):
+    # `pool_regions` of the backbone's own masks gives its region embeddings (what the oracle relies on).
+    backbone = tiny_backbone(**options)
+    if backbone.mask_shape_embedding is not None:
+        kernel = backbone.mask_shape_embedding.output_dense.kernel
+        kernel.assign(np.random.default_rng(8).normal(size=kernel.shape).astype("float32"))
+    images = np.random.default_rng(9).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    outputs = backbone(images)
+    pooled = backbone.pool_regions(keras.ops.sigmoid(outputs["mask_logits"]), outputs["pixel_embeddings"])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pooled),
+        keras.ops.convert_to_numpy(outputs["region_embeddings"]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def region_loss_gradients(backbone, images, variables):
@@ -118,6 +155,45 @@ def test_region_mask_gradient(region_mask_gradient):
     assert region_norm > 0
     assert (mask_norm > 0) == region_mask_gradient
     assert OpenSegBackbone.from_config(backbone.get_config()).region_mask_gradient == region_mask_gradient
+
+
+def test_region_shape_embedding_adds_the_masks_shape_to_the_normalized_pooling():
+    # z_i = z_i / |z_i| + g(s_i): g starts at 0 (the pooled directions), then adds an embedding of each mask.
+    backbone = tiny_backbone(region_shape_embedding=True)
+    images = np.random.default_rng(4).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+
+    def pooled_and_region():
+        outputs = {k: keras.ops.convert_to_numpy(v) for k, v in backbone(images).items()}
+        masks = sigmoid(outputs["mask_logits"].astype("float64"))
+        pooled = np.einsum("bnhw,bhwe->bne", masks, outputs["pixel_embeddings"])
+        return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True), outputs["region_embeddings"], masks
+
+    normalized, region, _ = pooled_and_region()
+    np.testing.assert_allclose(region, normalized, rtol=1e-4, atol=1e-5)
+    shape = backbone.mask_shape_embedding
+    kernel = np.random.default_rng(5).normal(size=shape.output_dense.kernel.shape).astype("float32")
+    shape.output_dense.kernel.assign(kernel)
+    normalized, region, masks = pooled_and_region()
+    expected = normalized + keras.ops.convert_to_numpy(shape(masks.astype("float32")))
+    assert np.abs(region - normalized).max() > 1e-3
+    np.testing.assert_allclose(region, expected, rtol=1e-3, atol=1e-4)
+    restored = OpenSegBackbone.from_config(backbone.get_config())
+    assert restored.region_shape_embedding and restored.count_params() == backbone.count_params()
+    assert tiny_backbone().mask_shape_embedding is None
+
+
+def test_region_shape_embedding_keeps_stop_gradient_masks():
+    # With region_mask_gradient=False the shape embedding reads the same constant masks as the pooling: a loss
+    # on the region embeddings reaches the shape layer and the region head, never the mask branch.
+    backbone = tiny_backbone(region_shape_embedding=True, region_mask_gradient=False)
+    shape = backbone.mask_shape_embedding
+    kernel = np.random.default_rng(6).normal(size=shape.output_dense.kernel.shape).astype("float32")
+    shape.output_dense.kernel.assign(kernel)
+    images = np.random.default_rng(7).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    mask_branch = backbone.mask_decoder.trainable_variables + backbone.mask_head.trainable_variables
+    grads = region_loss_gradients(backbone, images, mask_branch + shape.trainable_variables)
+    assert all(g is None or not np.abs(g).sum() for g in grads[: len(mask_branch)])
+    assert sum(float(np.abs(g).sum()) for g in grads[len(mask_branch) :]) > 0
 
 
 @keras.saving.register_keras_serializable(package="keras_openseg_tests")
