@@ -116,17 +116,21 @@ class OpenSegTeacher(OpenSegTask):
         self.dice_smooth = dice_smooth
 
     def fit(self, *args, **kwargs):
-        """`keras.Model.fit` with the region head frozen: L_S gives it no gradient (sec. 3.3).
+        """`keras.Model.fit` with the region-only parts frozen: L_S gives them no gradient (sec. 3.3).
 
-        The head is unfrozen again afterwards, so a student built on this backbone trains it.
+        These are the region head and, with `region_shape_embedding`, the mask shape embedding. They are
+        unfrozen again afterwards, so a student built on this backbone trains them.
         """
-        region_head = self.backbone.region_head
-        trainable = region_head.trainable
-        region_head.trainable = False
+        parts = [self.backbone.region_head, getattr(self.backbone, "mask_shape_embedding", None)]
+        parts = [part for part in parts if part is not None]
+        trainable = [part.trainable for part in parts]
+        for part in parts:
+            part.trainable = False
         try:
             return super().fit(*args, **kwargs)
         finally:
-            region_head.trainable = trainable
+            for part, was_trainable in zip(parts, trainable):
+                part.trainable = was_trainable
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         check_labels(y, type(self).__name__)

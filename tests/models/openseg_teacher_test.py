@@ -1,5 +1,7 @@
 """OpenSegTeacher: mask selection (confidence, NMS, top-M), pseudo labels at image resolution, L_S training."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from tiny_openseg import NUM_QUERIES
 from tiny_openseg import OFFSET
 from tiny_openseg import SCALE
 from tiny_openseg import images
+from tiny_openseg import tiny_backbone
 from tiny_openseg import tiny_teacher
 
 from keras_openseg.datasets.openseg_shapes import world
@@ -142,14 +145,19 @@ def test_pseudo_label_outputs_student_labels(random_teacher):
 
 @pytest.mark.slow
 def test_teacher_trains_the_mask_branch_only():
-    teacher = tiny_teacher()
-    region_before = [keras.ops.convert_to_numpy(w) for w in teacher.backbone.region_head.weights]
+    # With a mask shape embedding, a region-only part too: frozen in the teacher (no warning of variables
+    # without gradients), trainable again afterwards.
+    teacher = tiny_teacher(backbone=tiny_backbone(region_shape_embedding=True))
+    region_parts = [teacher.backbone.region_head, teacher.backbone.mask_shape_embedding]
+    region_before = [keras.ops.convert_to_numpy(w) for part in region_parts for w in part.weights]
     raw = images(2, 64, 64)
     y = {"masks": np.zeros((2, 2, 64, 64), "float32"), "mask_valid": np.array([[1, 0], [1, 1]], bool)}
     y["masks"][:, :, 8:40, 16:48] = 1.0
-    history = teacher.fit(raw, y, batch_size=2, epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Gradients do not exist")
+        history = teacher.fit(raw, y, batch_size=2, epochs=1, verbose=0)
     assert set(history.history) == {"loss", "dice_loss"}
     np.testing.assert_allclose(history.history["loss"], history.history["dice_loss"], rtol=1e-6)
-    for before, after in zip(region_before, teacher.backbone.region_head.weights):
+    for before, after in zip(region_before, [w for part in region_parts for w in part.weights]):
         np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(after))
-    assert teacher.backbone.region_head.trainable  # unfrozen again for a student on this backbone
+    assert all(part.trainable for part in region_parts)  # unfrozen again for a student on this backbone
