@@ -36,6 +36,7 @@ def evaluate(
     held_out_class_names=None,
     proposal_recall=True,
     gt_masks=False,
+    confusion=False,
     progress=True,
 ):
     """Evaluates an OpenSeg model on a semantic / panoptic split: mIoU, Grounding mIoU and proposal recall.
@@ -93,6 +94,9 @@ def evaluate(
         gt_masks: bool. Also scores the ground-truth-mask oracle (`gt_mask_miou`, paper table 4); needs
             `semantic` labels and a model with a `backbone` whose outputs hold `pixel_embeddings` (one more
             backbone pass per batch). Defaults to False.
+        confusion: bool. Also returns the pixel confusion matrices (`confusion_matrix`, and with `gt_masks`
+            `gt_mask_confusion_matrix`): `[C, C + 1]` int64 counts of (true class, predicted class) pixels, the
+            last column pixels predicted as no class. Defaults to False.
         progress: bool. Shows a `keras.utils.Progbar`. Defaults to True.
 
     Returns:
@@ -235,6 +239,10 @@ def evaluate(
         )
         if background_label is not None:
             results["miou_with_background"] = miou.result()
+        if confusion:
+            results["confusion_matrix"] = miou.confusion_matrix.copy()
+            if gt_masks:
+                results["gt_mask_confusion_matrix"] = gt_mask_miou.confusion_matrix.copy()
         if gt_masks:
             results.update(
                 gt_mask_miou=gt_mask_miou.result(mean_classes),

@@ -159,6 +159,14 @@ def test_evaluate_gt_masks_matches_numpy(model):
     assert results["gt_mask_miou"] == pytest.approx(miou, abs=1e-9)
     assert results["gt_mask_pixel_accuracy"] == pytest.approx(accuracy, abs=1e-9)
     assert set(results["per_class_gt_mask_iou"]) == set(CLASS_NAMES)
+    # The confusion matrices on request: the oracle's is the numpy one, with a last column for no class.
+    with_confusion = evaluate(
+        model, dataset_of(examples), CLASS_NAMES, batch_size=2, gt_masks=True, confusion=True, progress=False
+    )
+    np.testing.assert_array_equal(with_confusion["gt_mask_confusion_matrix"][:, : len(CLASS_NAMES)], confusion)
+    assert with_confusion["gt_mask_confusion_matrix"].shape == (len(CLASS_NAMES), len(CLASS_NAMES) + 1)
+    assert with_confusion["confusion_matrix"].sum() == confusion.sum()
+    assert "confusion_matrix" not in results
     # The proposals' mIoU is still there, computed apart.
     plain = evaluate(model, dataset_of(examples), CLASS_NAMES, batch_size=2, progress=False)
     assert results["miou"] == pytest.approx(plain["miou"]) and "gt_mask_miou" not in plain
