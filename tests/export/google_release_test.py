@@ -2,7 +2,7 @@
 
 import json
 import os
-import string
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -25,7 +25,10 @@ from keras_openseg.models import OpenSegImageConverter
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegPreprocessor
 from keras_openseg.models import TextEmbedder
-from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
+
+from tiny_openseg import character_text_embedder  # noqa: E402
 
 BACKEND = keras.backend.backend()
 EMBEDDING_DIM = 8
@@ -42,19 +45,7 @@ needs_saved_model_backend = pytest.mark.skipif(
 
 
 def tiny_text_embedder():
-    """A random 1-layer BERT over characters (any lowercase word tokenizes), 8-d mean-pooled embeddings."""
-    letters = list(string.ascii_lowercase)
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "-"] + letters + ["##" + c for c in letters]
-    tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=vocabulary, lowercase=True)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=EMBEDDING_DIM,
-        intermediate_dim=16,
-        max_sequence_length=64,
-    )
-    return TextEmbedder(backbone, TextEmbedderPreprocessor(tokenizer, sequence_length=64))
+    return character_text_embedder(EMBEDDING_DIM)
 
 
 def tiny_model():

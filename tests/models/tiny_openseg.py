@@ -1,5 +1,6 @@
 """Tiny OpenSeg models and data shared by the tests of keras_openseg.models (not a test module itself)."""
 
+import string
 import zlib
 
 import keras_hub
@@ -11,6 +12,8 @@ from keras_openseg.models import OpenSegImageConverter
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegPreprocessor
 from keras_openseg.models import OpenSegTeacher
+from keras_openseg.models import TextEmbedder
+from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 
 # The registry's "test_tiny": a ResNet with P2..P5 (strides 4..32) and ~50k weights, a 6-query head.
 TINY = OPENSEG_ARCHITECTURES["test_tiny"]
@@ -39,6 +42,22 @@ def compile_for_tests(task):
     # compilation would cost far more than these tiny steps.
     task.compile()
     return task
+
+
+def character_text_embedder(embedding_dim=EMBEDDING_DIM):
+    """A real `TextEmbedder` that embeds any lowercase text offline: a random 1-layer BERT over characters."""
+    letters = list(string.ascii_lowercase)
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "-"] + letters + ["##" + c for c in letters]
+    tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=vocabulary, lowercase=True)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=embedding_dim,
+        intermediate_dim=16,
+        max_sequence_length=64,
+    )
+    return TextEmbedder(backbone, TextEmbedderPreprocessor(tokenizer, sequence_length=64))
 
 
 def tiny_model(**kwargs):
