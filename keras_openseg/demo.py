@@ -147,6 +147,12 @@ def add_arguments(parser):
         f"with AMX or AVX512_BF16), float32 elsewhere (default: {DEFAULT_PRECISION})",
     )
     parser.add_argument(
+        "--region-shape-embedding",
+        action="store_true",
+        help="region embeddings that also embed their mask's outline (OpenSegBackbone(region_shape_embedding="
+        "True), beyond the paper; off by default, see benchmarks/README.md)",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=1,
@@ -175,6 +181,9 @@ def run(args):
             seed=seed,
             pseudo_label_threshold=args.pseudo_label_threshold,
             precision=resolve_precision(getattr(args, "precision", DEFAULT_PRECISION)),
+            backbone_options={"region_shape_embedding": True}
+            if getattr(args, "region_shape_embedding", False)
+            else None,
         )
         summaries.append(demo.run())
         print(format_summary(summaries[-1]))
@@ -199,6 +208,7 @@ class _Demo:
         seed=DEFAULT_SEED,
         pseudo_label_threshold=None,
         precision="float32",
+        backbone_options=None,
     ):
         if pseudo_label_threshold is not None and not 0.0 <= pseudo_label_threshold <= 1.0:
             raise ValueError(
@@ -209,6 +219,8 @@ class _Demo:
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"`precision` must be 'float32' or 'bfloat16'. Received: {precision!r}")
         self.precision = precision
+        # `OpenSegBackbone` arguments over the architecture's (every model of the run starts from the teacher's).
+        self.backbone_options = dict(backbone_options or {})
         self.pseudo_masks_per_image = None
         self.settings = settings
         self.output = os.path.abspath(output)
@@ -295,6 +307,7 @@ class _Demo:
             backend=keras.backend.backend(),
             seed=self.seed,
             precision=self.precision,
+            backbone_options=self.backbone_options,
             pseudo_label_threshold=self.pseudo_label_threshold,
             pseudo_masks_per_image=self.pseudo_masks_per_image,
         )
@@ -362,7 +375,9 @@ class _Demo:
         from keras_openseg.models import OpenSegTeacher
         from keras_openseg.training import train
 
-        backbone, preprocessor, matching = build_demo_backbone(self.settings, embedding_dim=384)
+        backbone, preprocessor, matching = build_demo_backbone(
+            self.settings, embedding_dim=384, **self.backbone_options
+        )
         teacher = OpenSegTeacher(backbone, preprocessor, matching=matching)
         config = self._config(
             "teacher", steps=self.settings.teacher_steps, teacher=True, architecture=self.settings.architecture
@@ -619,7 +634,10 @@ def format_summary(summary):
     lines.append(f"overlays:  {summary['overlays']}")
     lines.append(f"metrics:   {os.path.join(summary['output'], 'metrics.json')}")
     precision = summary.get("precision", "float32")
-    lines.append(f"wall time: {_minutes(summary['wall_seconds'])} on the {summary['backend']} backend, {precision}")
+    options = "".join(f", {key}={value}" for key, value in (summary.get("backbone_options") or {}).items())
+    lines.append(
+        f"wall time: {_minutes(summary['wall_seconds'])} on the {summary['backend']} backend, {precision}{options}"
+    )
     return "\n".join(lines)
 
 

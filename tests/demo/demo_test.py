@@ -84,6 +84,9 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     # bfloat16 here (mixed precision through every stage and a preset saved from it), CI's wheel demo the default.
     flags = ["--quick", "--output", str(output), "--data-dir", str(tmp_path / "tfds"), "--pseudo-label-threshold", "0"]
     flags += ["--precision", "bfloat16"]
+    # And the mask shape embedding through every stage (teacher, pseudo labels, student, baseline, preset); the
+    # wheel demo runs without it.
+    flags += ["--region-shape-embedding"]
     assert demo.run(_parse(flags)) == 0
 
     metrics = json.loads((output / "metrics.json").read_text())
@@ -106,6 +109,7 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     assert set(metrics["per_class_iou"]) >= {"circle", "hexagon", "sky"}
     assert metrics["pseudo_label_threshold"] == 0.0
     assert metrics["precision"] == "bfloat16"
+    assert metrics["backbone_options"] == {"region_shape_embedding": True}
     assert 0.0 <= metrics["pseudo_masks_per_image"] <= demo.SETTINGS["quick"].max_masks
     # One panel row per held-out image (class names), the summary sheet and the never-seen synonyms' sheet.
     count = demo.SETTINGS["quick"].overlay_images
@@ -128,8 +132,14 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     from keras_openseg.models import OpenSegModel
 
     model = OpenSegModel.from_preset(str(output / "preset"))
+    assert model.backbone.region_shape_embedding and model.backbone.mask_shape_embedding is not None
     result = model.segment(np.zeros((64, 64, 3), "uint8"), queries=["round", "turf"])
     assert result["labels"].shape == (1, 64, 64)
+
+
+def test_region_shape_embedding_flag():
+    assert not _parse([]).region_shape_embedding
+    assert _parse(["--region-shape-embedding"]).region_shape_embedding
 
 
 def test_pseudo_label_threshold_outside_0_1_is_refused(tmp_path):
