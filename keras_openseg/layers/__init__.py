@@ -1,4 +1,5 @@
-"""OpenSeg layers: feature fusion, feature heads, position embedding, mask-query decoder, mask pooling."""
+"""OpenSeg layers: feature fusion, feature heads, position embedding, mask-query decoder, mask pooling, and the
+mask shape embedding (beyond the paper)."""
 
 from keras_openseg.layers.feature_head import FeatureHead
 from keras_openseg.layers.fpn_fusion import FPNFusion

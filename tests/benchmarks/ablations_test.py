@@ -76,6 +76,12 @@ def test_direction_and_reference_rows():
     assert ablations.reference_row(table8, 1) == table8[0]
     table4 = tables["4"]
     assert ablations.reference_row(table4, 2) == table4[0]  # the oracle against OpenSeg's own mIoU
+    shape = tables["shape"]
+    # A row is compared with the last earlier row of its metric that makes no claim: the supervised bound with
+    # the shape embedding with the supervised bound, not with OpenSeg.
+    assert ablations.reference_row(shape, 1) == shape[0]
+    assert ablations.reference_row(shape, 3) == shape[2]
+    assert ablations.reference_row(shape, 5) == shape[4]
 
 
 def test_report_prints_a_stored_run(tmp_path, capsys):
@@ -124,7 +130,8 @@ def test_every_table_row_names_a_variant_and_rows_share_teachers():
     variants = ablations.selected_variants([table[0] for table in ablations.TABLES])
     assert variants[0] == "openseg"
     teachers = {ablations.VARIANTS[name].teacher_key for name in variants}
-    assert len(teachers) == 5  # the shared one + matching, self-attention, position codes, precision
+    # The shared one + matching, self-attention, position codes, precision, the mask shape embedding.
+    assert len(teachers) == 6
     assert ablations.selected_variants(["9"]) == ["openseg", "kp_0.25", "kp_0.5", "kp_0.75"]
 
 
@@ -163,6 +170,7 @@ def test_quick_run_writes_every_row(tmp_path, shapes_data_dir):
         assert set(runs) == {"0"}, name
         assert runs["0"]["miou"] is not None and 0.0 <= runs["0"]["miou"] <= 1.0, name
     assert stored["rows"]["openseg"]["0"]["gt_mask_miou"] is not None
+    assert stored["rows"]["shape_embedding"]["0"]["gt_mask_miou"] is not None
     assert set(stored["rows"]["supervised"]["0"]["validation"]) == set(stored["rows"]["openseg"]["0"]["per_class_iou"])
     assert stored["word_signal"]["types"]["shape name"]["distinct"] > 0
     assert (output / "ablations.png").stat().st_size > 0
