@@ -8,7 +8,6 @@ import pathlib
 import sys
 
 import keras
-import keras_hub
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -17,25 +16,14 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
 
 import keras_openseg.datasets.openseg_shapes  # noqa: E402, F401  (registers openseg_shapes)
-from keras_openseg.models import TextEmbedder  # noqa: E402
-from keras_openseg.models import TextEmbedderPreprocessor  # noqa: E402
 
 WORDS = ["a", "cat", "dog", "puppy", "photo", "of", "the", "grass", "sky", "."]
 
 
 def tiny_text_embedder(embedding_dim):
-    tokenizer = keras_hub.tokenizers.BertTokenizer(
-        vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS, lowercase=True
-    )
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=embedding_dim,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
-    return TextEmbedder(backbone, TextEmbedderPreprocessor(tokenizer, sequence_length=16))
+    from tiny_openseg import bert_text_embedder
+
+    return bert_text_embedder(WORDS, embedding_dim, sequence_length=16)
 
 
 @pytest.fixture(scope="session")

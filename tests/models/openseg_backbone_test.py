@@ -19,6 +19,13 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+EXPECTED_OUTPUT_SHAPE = {
+    "mask_logits": (2, NUM_QUERIES, 16, 16),
+    "region_embeddings": (2, NUM_QUERIES, EMBEDDING_DIM),
+    "pixel_embeddings": (2, 16, 16, EMBEDDING_DIM),
+}
+
+
 class OpenSegBackboneTest(TestCase):
     def setUp(self):
         self.init_kwargs = {"image_encoder": tiny_encoder(), **TINY_HEAD}
@@ -35,11 +42,7 @@ class OpenSegBackboneTest(TestCase):
             cls=OpenSegBackbone,
             init_kwargs=self.init_kwargs,
             input_data=self.input_data,
-            expected_output_shape={
-                "mask_logits": (2, NUM_QUERIES, 16, 16),
-                "region_embeddings": (2, NUM_QUERIES, EMBEDDING_DIM),
-                "pixel_embeddings": (2, 16, 16, EMBEDDING_DIM),
-            },
+            expected_output_shape=EXPECTED_OUTPUT_SHAPE,
             run_quantization_check=False,
         )
 
@@ -52,11 +55,7 @@ class OpenSegBackboneTest(TestCase):
             cls=OpenSegBackbone,
             init_kwargs={**self.init_kwargs, "region_shape_embedding": True},
             input_data=self.input_data,
-            expected_output_shape={
-                "mask_logits": (2, NUM_QUERIES, 16, 16),
-                "region_embeddings": (2, NUM_QUERIES, EMBEDDING_DIM),
-                "pixel_embeddings": (2, 16, 16, EMBEDDING_DIM),
-            },
+            expected_output_shape=EXPECTED_OUTPUT_SHAPE,
             run_quantization_check=False,
         )
         self.run_model_saving_test(

@@ -17,6 +17,7 @@ from tiny_openseg import SCALE
 from tiny_openseg import TINY_ENCODER
 from tiny_openseg import TINY_HEAD
 from tiny_openseg import FakeTextEmbedder
+from tiny_openseg import bert_text_embedder
 from tiny_openseg import images
 from tiny_openseg import tiny_encoder
 from tiny_openseg import tiny_model
@@ -27,8 +28,6 @@ from keras_openseg.models import OPENSEG_ARCHITECTURES
 from keras_openseg.models import OpenSegBackbone
 from keras_openseg.models import OpenSegModel
 from keras_openseg.models import OpenSegTeacher
-from keras_openseg.models.text_embedder import TextEmbedder
-from keras_openseg.models.text_embedder_preprocessor import TextEmbedderPreprocessor
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -50,17 +49,7 @@ def assert_same_outputs(actual, expected):
 
 def tiny_text_embedder():
     """A real TextEmbedder (1-layer BERT, 8-d), so the preset carries a text tower of its own."""
-    words = ["cat", "dog", "grass", "sky"]
-    tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=EMBEDDING_DIM,
-        intermediate_dim=16,
-        max_sequence_length=8,
-    )
-    return TextEmbedder(backbone, TextEmbedderPreprocessor(tokenizer, sequence_length=8))
+    return bert_text_embedder(["cat", "dog", "grass", "sky"], EMBEDDING_DIM, sequence_length=8, lowercase=False)
 
 
 @pytest.fixture(scope="module")

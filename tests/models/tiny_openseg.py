@@ -44,20 +44,26 @@ def compile_for_tests(task):
     return task
 
 
-def character_text_embedder(embedding_dim=EMBEDDING_DIM):
-    """A real `TextEmbedder` that embeds any lowercase text offline: a random 1-layer BERT over characters."""
-    letters = list(string.ascii_lowercase)
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "-"] + letters + ["##" + c for c in letters]
-    tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=vocabulary, lowercase=True)
+def bert_text_embedder(vocabulary, embedding_dim=EMBEDDING_DIM, sequence_length=64, lowercase=True):
+    """A real `TextEmbedder` offline: a random 1-layer BERT over `vocabulary` (the special tokens come first)."""
+    tokenizer = keras_hub.tokenizers.BertTokenizer(
+        vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(vocabulary), lowercase=lowercase
+    )
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
+        vocabulary_size=tokenizer.vocabulary_size(),
         num_layers=1,
         num_heads=2,
         hidden_dim=embedding_dim,
         intermediate_dim=16,
-        max_sequence_length=64,
+        max_sequence_length=sequence_length,
     )
-    return TextEmbedder(backbone, TextEmbedderPreprocessor(tokenizer, sequence_length=64))
+    return TextEmbedder(backbone, TextEmbedderPreprocessor(tokenizer, sequence_length=sequence_length))
+
+
+def character_text_embedder(embedding_dim=EMBEDDING_DIM):
+    """A `bert_text_embedder` over characters: any lowercase text tokenizes."""
+    letters = list(string.ascii_lowercase)
+    return bert_text_embedder([".", "-"] + letters + ["##" + c for c in letters], embedding_dim)
 
 
 def tiny_model(**kwargs):
