@@ -137,7 +137,11 @@ def test_every_table_row_names_a_variant_and_rows_share_teachers():
 
 def test_arguments():
     args = ablations.parse_args(["--quick"])
-    assert args.seeds == [0] and args.tables == [table[0] for table in ablations.TABLES]
+    every = [table[0] for table in ablations.TABLES]
+    assert args.seeds == [0] and args.tables == every  # the smoke test runs every row
+    assert ablations.parse_args([]).tables == [key for key in every if key != "shape"]
+    assert ablations.parse_args(["--tables", "every"]).tables == every
+    assert ablations.parse_args(["--tables", "shape"]).tables == ["shape"]
     assert ablations.parse_args(["--seeds", "3,4", "--tables", "4,9"]).seeds == [3, 4]
     with pytest.raises(SystemExit):
         ablations.parse_args(["--tables", "7"])
