@@ -277,10 +277,14 @@ def test_mixed_precision_follows_the_policy(policy):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow graphs have unknown sizes")
-def test_unknown_sizes_in_a_tf_graph():
+@pytest.mark.parametrize("options", [{}, {"region_shape_embedding": True}])
+def test_unknown_sizes_in_a_tf_graph(options):
     import tensorflow as tf
 
-    backbone = tiny_backbone()
+    backbone = tiny_backbone(**options)
+    if backbone.mask_shape_embedding is not None:  # non-zero, so the graph computes the shape branch for real
+        kernel = backbone.mask_shape_embedding.output_dense.kernel
+        kernel.assign(np.random.default_rng(10).normal(size=kernel.shape).astype("float32"))
     run = tf.function(lambda x: backbone(x), input_signature=[tf.TensorSpec((None, None, None, 3))])
     for height, width in ((64, 64), (96, 32)):
         images = np.random.default_rng(height).uniform(-1, 1, (1, height, width, 3)).astype("float32")
