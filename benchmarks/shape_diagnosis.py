@@ -20,6 +20,8 @@ import sys
 
 import numpy as np
 
+from keras_openseg.demo import _number  # imports no backend
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,6 +44,8 @@ def segment_recall(model, dataset, image_size, num_shapes):
     """Best proposal IoU per ground-truth segment, split into objects (category id <= num_shapes) and stuff."""
     import tensorflow as tf
 
+    from keras_openseg.data.masks import panoptic_ids
+
     best = {"objects": [], "stuff": []}
     for example in dataset.as_numpy_iterator():
         image = tf.image.resize(example["image"].astype("float32"), (image_size, image_size), antialias=True)
@@ -52,9 +56,8 @@ def segment_recall(model, dataset, image_size, num_shapes):
             return_logits=False,
         )
         proposals = outputs["mask_logits"][0] > 0.0  # [N, S, S]
-        rgb = example["panoptic_image"].astype(np.int64)
-        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-        ids = tf.image.resize(ids[..., None], (image_size, image_size), method="nearest").numpy()[..., 0]
+        ids = panoptic_ids(example["panoptic_image"])[..., None]
+        ids = tf.image.resize(ids, (image_size, image_size), method="nearest").numpy()[..., 0]
         for segment_id, category in zip(example["segments"]["id"], example["segments"]["category_id"]):
             truth = ids == segment_id
             if not truth.any():
@@ -118,10 +121,6 @@ def run(args):
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(results, file, indent=2)
     return results
-
-
-def _number(value):
-    return "   -" if value is None else f"{value:.3f}"
 
 
 def format_results(results):
