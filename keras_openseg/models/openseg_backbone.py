@@ -17,6 +17,7 @@ from keras_openseg.layers.padding import PaddingFill
 from keras_openseg.layers.padding import PaddingGrid
 from keras_openseg.layers.padding import extent_grid
 from keras_openseg.layers.padding import valid_extent
+from keras_openseg.losses.grounding_loss import l2_normalize
 from keras_openseg.models.openseg_presets import OPENSEG_ARCHITECTURES
 from keras_openseg.models.preset_loading import architecture_entry
 from keras_openseg.models.preset_loading import load_checked_preset
@@ -92,8 +93,7 @@ def _pool_regions(mask_pooling, shape_embedding, region_pooling, masks, pixel_em
         area = ops.sum(ops.cast(masks, region_embeddings.dtype), axis=(2, 3))
         region_embeddings = region_embeddings / ops.maximum(area, 1e-6)[:, :, None]
     if shape_embedding is not None:
-        norm = ops.sqrt(ops.sum(ops.square(region_embeddings), axis=-1, keepdims=True))
-        region_embeddings = region_embeddings / ops.maximum(norm, 1e-6) + shape_embedding(masks)
+        region_embeddings = l2_normalize(region_embeddings) + shape_embedding(masks)
     return region_embeddings
 
 
