@@ -130,8 +130,8 @@ def test_every_table_row_names_a_variant_and_rows_share_teachers():
     variants = ablations.selected_variants([table[0] for table in ablations.TABLES])
     assert variants[0] == "openseg"
     teachers = {ablations.VARIANTS[name].teacher_key for name in variants}
-    # The shared one + matching, self-attention, position codes, precision, the mask shape embedding.
-    assert len(teachers) == 6
+    # The shared one + matching, self-attention, position codes, precision, the mask shape embedding, hue rotation.
+    assert len(teachers) == 7
     assert ablations.selected_variants(["9"]) == ["openseg", "kp_0.25", "kp_0.5", "kp_0.75"]
 
 
@@ -139,7 +139,7 @@ def test_arguments():
     args = ablations.parse_args(["--quick"])
     every = [table[0] for table in ablations.TABLES]
     assert args.seeds == [0] and args.tables == every  # the smoke test runs every row
-    assert ablations.parse_args([]).tables == [key for key in every if key != "shape"]
+    assert ablations.parse_args([]).tables == [key for key in every if key not in ("colour", "precision", "shape")]
     assert ablations.parse_args(["--tables", "every"]).tables == every
     assert ablations.parse_args(["--tables", "shape"]).tables == ["shape"]
     assert ablations.parse_args(["--seeds", "3,4", "--tables", "4,9"]).seeds == [3, 4]
