@@ -153,6 +153,15 @@ def add_arguments(parser):
         "True), beyond the paper; off by default, see benchmarks/README.md)",
     )
     parser.add_argument(
+        "--hue-rotation",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="beyond the paper, off by default: rotate the hue of a fraction P of the training images by a random "
+        "angle and drop their chromatic colour words (TrainingConfig(hue_rotation=P), every stage; see "
+        "benchmarks/README.md)",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=1,
@@ -184,6 +193,7 @@ def run(args):
             backbone_options={"region_shape_embedding": True}
             if getattr(args, "region_shape_embedding", False)
             else None,
+            hue_rotation=getattr(args, "hue_rotation", 0.0),
         )
         summaries.append(demo.run())
         print(format_summary(summaries[-1]))
@@ -209,6 +219,7 @@ class _Demo:
         pseudo_label_threshold=None,
         precision="float32",
         backbone_options=None,
+        hue_rotation=0.0,
     ):
         if pseudo_label_threshold is not None and not 0.0 <= pseudo_label_threshold <= 1.0:
             raise ValueError(
@@ -219,6 +230,9 @@ class _Demo:
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"`precision` must be 'float32' or 'bfloat16'. Received: {precision!r}")
         self.precision = precision
+        if isinstance(hue_rotation, bool) or not 0.0 <= hue_rotation <= 1.0:
+            raise ValueError(f"`--hue-rotation` must be a probability in [0, 1]. Received: {hue_rotation!r}")
+        self.hue_rotation = float(hue_rotation)
         # `OpenSegBackbone` arguments over the architecture's (every model of the run starts from the teacher's).
         self.backbone_options = dict(backbone_options or {})
         self.pseudo_masks_per_image = None
@@ -308,6 +322,7 @@ class _Demo:
             seed=self.seed,
             precision=self.precision,
             backbone_options=self.backbone_options,
+            hue_rotation=self.hue_rotation,
             pseudo_label_threshold=self.pseudo_label_threshold,
             pseudo_masks_per_image=self.pseudo_masks_per_image,
         )
@@ -365,6 +380,7 @@ class _Demo:
             max_words=settings.max_words,
             checkpoint_every=steps,  # one checkpoint, at the end: the demo is short
             mixed_precision="bfloat16" if self.precision == "bfloat16" else None,
+            hue_rotation=self.hue_rotation,
             log_every=max(steps // 20, 1),
             seed=self.seed,
             output=os.path.join(self.output, "runs", name),
@@ -635,6 +651,8 @@ def format_summary(summary):
     lines.append(f"metrics:   {os.path.join(summary['output'], 'metrics.json')}")
     precision = summary.get("precision", "float32")
     options = "".join(f", {key}={value}" for key, value in (summary.get("backbone_options") or {}).items())
+    if summary.get("hue_rotation"):
+        options += f", hue_rotation={summary['hue_rotation']}"
     lines.append(
         f"wall time: {_minutes(summary['wall_seconds'])} on the {summary['backend']} backend, {precision}{options}"
     )

@@ -1,9 +1,15 @@
-"""Scale jitter, random crop / pad and horizontal flip that keep an image and its masks aligned (TensorFlow).
+"""Scale jitter, random crop / pad and horizontal flip that keep an image and its masks aligned (TensorFlow),
+and a hue rotation that keeps the caption true.
 
 The paper trains at 640 x 640 with scale jitter in [0.8, 1.2] (sec. 4, following large-scale jitter): the
 image is resized so that its long side is `scale * image_size`, then a random `image_size` square is cut out
 of it, or the image is padded at the bottom and right when it is smaller. One `Geometry` is drawn per example
 and applied to the image (bilinear), the panoptic id map (nearest, so ids stay ids) and any mask stack.
+
+Beyond the paper, `random_hue_rotation` turns an image's colour wheel by a random angle (saturation and
+value kept); the training pipeline then drops the caption words that name a chromatic colour
+(`CHROMATIC_COLOUR_WORDS`), which the rotation made false, so that a word cannot be matched through the
+colours it co-occurs with in the training set.
 """
 
 import collections
@@ -38,6 +44,55 @@ def random_geometry(seed, image_shape, image_size, scale_range=(0.8, 1.2), flip=
     offset_x = _random_offset(seeds[2], new_width - image_size)
     do_flip = tf.random.stateless_uniform([], seeds[3]) < 0.5 if flip else tf.constant(False)
     return Geometry(new_height, new_width, offset_y, offset_x, do_flip)
+
+
+# English names of chromatic colours (those a hue rotation changes; black, white and grey it keeps), as caption
+# words after lemmatization. A hue-rotated example loses these words from its caption.
+CHROMATIC_COLOUR_WORDS = (
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "violet",
+    "indigo",
+    "cyan",
+    "magenta",
+    "turquoise",
+    "teal",
+    "lime",
+    "olive",
+    "maroon",
+    "navy",
+    "crimson",
+    "scarlet",
+    "gold",
+    "golden",
+    "beige",
+    "tan",
+)
+
+
+def random_hue_rotation(seed, image, probability):
+    """Rotates the hue of `image` by a uniform random angle, with probability `probability`.
+
+    Args:
+        seed: int tensor [2]. Stateless random seed.
+        image: float tensor [H, W, 3] of RGB values in 0..255.
+        probability: float in [0, 1]. How often the image is rotated.
+
+    Returns:
+        `(image, rotated)`: the image, rotated by a hue shift uniform in [-0.5, 0.5) of the colour wheel (its
+        saturation and value unchanged, so greys and the zero padding stay as they are) when `rotated`, a
+        bool scalar tensor, is true; else the input.
+    """
+    draw = tf.random.stateless_uniform([2], seed)
+    rotated = draw[0] < probability
+    turned = tf.image.adjust_hue(image / 255.0, draw[1] - 0.5) * 255.0
+    return tf.where(rotated, turned, image), rotated
 
 
 def _random_offset(seed, slack):

@@ -28,6 +28,7 @@ def make_training_dataset(
     repeat=True,
     drop_remainder=True,
     mask_classes=False,
+    hue_rotation=0.0,
 ):
     """Builds the `(x, y)` batches that `OpenSegModel.fit` trains on, mixing one or more sources.
 
@@ -72,6 +73,12 @@ def make_training_dataset(
             (openseg_shapes: 1-based indices into its metadata `class_names`; COCO: COCO's category ids),
             -1 for invalid slots and for every slot of "masks" (pseudo labels) and caption-only sources.
             A panoptic source must then have `segments["category_id"]`. Defaults to `False`.
+        hue_rotation: float in [0, 1]. Beyond the paper, off by default: the probability that an example's
+            hue is rotated by a random angle (`augmentation.random_hue_rotation`); a rotated example's
+            caption then loses its words naming a chromatic colour (`augmentation.CHROMATIC_COLOUR_WORDS`,
+            made false by the rotation). Colour stops being a shortcut for the other words of a caption: a
+            "circle" seen only in red, blue and yellow in training is also a circle in purple. `0.0` leaves
+            the pipeline's draws exactly as without it. Defaults to `0.0`.
 
     Returns:
         `tf.data.Dataset` of `(x, y)`: x = {"images" float32 [B, S, S, 3] in 0..255, "padding_mask" float32
@@ -109,6 +116,8 @@ def make_training_dataset(
         raise ValueError(f"`mask_size` must be a positive int or None. Received: mask_size={mask_size!r}")
     if not 0 < scale_range[0] <= scale_range[1]:
         raise ValueError(f"`scale_range` must be (low, high) with 0 < low <= high. Received: {scale_range}")
+    if isinstance(hue_rotation, bool) or not 0.0 <= hue_rotation <= 1.0:
+        raise ValueError(f"`hue_rotation` must be a probability in [0, 1]. Received: hue_rotation={hue_rotation!r}")
 
     embeddings = tf.constant(np.asarray(table.embeddings, np.float32))
     datasets = []
@@ -126,6 +135,7 @@ def make_training_dataset(
             flip,
             None if mask_size is None else int(mask_size),
             bool(mask_classes),
+            float(hue_rotation),
         )
         dataset = _shuffled_passes(source.dataset, shuffle_buffer, source_seed, repeat)
         redraw = _redraws_per_iterator(source_seed, repeat)
@@ -208,6 +218,7 @@ def _example_fn(
     flip,
     mask_size,
     mask_classes=False,
+    hue_rotation=0.0,
 ):
     """The per-example map function of one source."""
     kind = source.kind
@@ -222,6 +233,8 @@ def _example_fn(
     has_captions = source.caption_words and "captions" in source.dataset.element_spec
     words = _CaptionWordLookup(source.caption_words, table, source.name) if has_captions else None
     embedding_dim = int(embeddings.shape[-1])
+    colour_ids = np.asarray(table.ids(list(augmentation.CHROMATIC_COLOUR_WORDS)), np.int32).reshape(-1)
+    colour_ids = tf.constant(colour_ids[colour_ids >= 0], tf.int32)
 
     def prepare(example, seed):
         geometry_seed, caption_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
@@ -231,6 +244,12 @@ def _example_fn(
             "images": augmentation.apply_geometry(tf.cast(image, tf.float32), geometry, image_size),
             "padding_mask": augmentation.padding_mask(geometry, image_size),
         }
+        dropped_words = None
+        if hue_rotation > 0.0:
+            # Its own stream, folded from the example's seed: the other draws stay those of hue_rotation=0.
+            hue_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            output["images"], rotated = augmentation.random_hue_rotation(hue_seed, output["images"], hue_rotation)
+            dropped_words = tf.where(rotated, colour_ids, tf.fill(tf.shape(colour_ids), -1))
 
         if kind == "panoptic":
             ids = masks_lib.panoptic_ids(example["panoptic_image"])
@@ -264,7 +283,7 @@ def _example_fn(
             output["mask_classes"] = tf.fill([max_masks], -1)
 
         if words is not None:
-            word_ids = words.sample(example["captions"], caption_seed, keep_prob, max_words)
+            word_ids = words.sample(example["captions"], caption_seed, keep_prob, max_words, dropped_words)
         else:
             word_ids = tf.zeros([0], tf.int32)
         count = tf.shape(word_ids)[0]
@@ -308,8 +327,11 @@ class _CaptionWordLookup:
             default_value=-1,
         )
 
-    def sample(self, captions, seed, keep_prob, max_words):
-        """Word ids of one random caption, each kept with probability `keep_prob`, at most `max_words`."""
+    def sample(self, captions, seed, keep_prob, max_words, dropped=None):
+        """Word ids of one random caption, each kept with probability `keep_prob`, at most `max_words`.
+
+        `dropped`: optional int32 ids removed from the caption before the draws (-1 entries match nothing).
+        """
         seeds = tf.random.experimental.stateless_split(seed, num=4)
         num_captions = tf.shape(captions)[0]
         choice = tf.random.stateless_uniform([], seeds[0], 0, tf.maximum(num_captions, 1), dtype=tf.int32)
@@ -319,6 +341,8 @@ class _CaptionWordLookup:
         start = tf.where(row >= 0, self.row_splits[safe_row], 0)
         end = tf.where(row >= 0, self.row_splits[safe_row + 1], 0)
         ids = self.flat_ids[start:end]
+        if dropped is not None:
+            ids = tf.boolean_mask(ids, tf.logical_not(tf.reduce_any(ids[:, None] == dropped[None, :], axis=1)))
         count = tf.size(ids)
         keep = tf.random.stateless_uniform([count], seeds[1]) < keep_prob
         # Word dropping must not empty a caption that has words: then keep one of them at random.

@@ -30,6 +30,11 @@ _VALUE_FLAGS = {
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps (default 5%% of --steps)"),
     "--clip-norm": ("clip_norm", float, "global gradient-norm clipping (default 1.0)"),
     "--keep-prob": ("keep_prob", float, "probability of keeping each caption word (default 0.5)"),
+    "--hue-rotation": (
+        "hue_rotation",
+        float,
+        "probability of a random hue rotation per example, its colour words then dropped (default 0: off)",
+    ),
     "--alpha": ("alpha", float, "weight of the mask loss in L = L_G + alpha L_S (default 1.0)"),
     "--group-size": ("group_size", int, "explicit contrastive group size of the grounding loss"),
     "--seed": ("seed", int, "seed of the initialization and the input pipeline (default 0)"),

@@ -350,6 +350,7 @@ def build_training_dataset(config, table, sources, distribution=None, skip_steps
         max_masks=config.max_masks,
         max_words=config.max_words,
         keep_prob=config.keep_prob,
+        hue_rotation=config.hue_rotation,
         seed=config.seed,
         drop_remainder=True,  # static shapes, as TPUs and XLA-sharded JAX need
         mask_classes=config.supervision == "labels",  # the classes of the masks, for SupervisedRegionModel

@@ -41,6 +41,9 @@ class TrainingConfig:
             Defaults to `None`.
         clip_norm: float or None. Global gradient-norm clipping. Defaults to `1.0`.
         keep_prob: float. kp, the probability of keeping each caption word. Defaults to `0.5` (paper).
+        hue_rotation: float in [0, 1]. Beyond the paper: the probability of turning an example's hue by a random
+            angle, its chromatic colour words then dropped from its caption (`make_training_dataset`), so that
+            colour stops being a shortcut for the other words. Defaults to `0.0` (off).
         alpha: float. Weight of the mask loss L_S in L = L_G + alpha L_S (eq. 5). Defaults to `1.0`.
         sync_loss: bool. Contrast the whole global batch in the grounding loss ("sync", App. F) instead of
             each replica's examples ("unsync", the paper's default). Defaults to `False`.
@@ -98,6 +101,7 @@ class TrainingConfig:
     warmup_steps: int | None = None
     clip_norm: float | None = 1.0
     keep_prob: float = 0.5
+    hue_rotation: float = 0.0
     alpha: float = 1.0
     sync_loss: bool = False
     group_size: int | None = None
@@ -146,6 +150,8 @@ class TrainingConfig:
             raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}. Received: optimizer={self.optimizer!r}")
         if not 0.0 < self.keep_prob <= 1.0:
             raise ValueError(f"`keep_prob` must be in (0, 1]. Received: keep_prob={self.keep_prob}")
+        if isinstance(self.hue_rotation, bool) or not 0.0 <= self.hue_rotation <= 1.0:
+            raise ValueError(f"`hue_rotation` must be in [0, 1]. Received: hue_rotation={self.hue_rotation!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={self.learning_rate}")
         if self.weight_decay < 0:

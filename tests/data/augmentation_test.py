@@ -133,3 +133,49 @@ def test_padding_mask_is_one_exactly_on_the_image(height, width, scale, flip, se
     mask = augmentation.padding_mask(geometry, 32).numpy()
     assert mask.shape == (32, 32) and mask.dtype == np.float32
     np.testing.assert_array_equal(mask, (placed > 0).astype(np.float32))
+
+
+def _hue_rotated(image, shift):
+    """numpy / colorsys reference: every pixel's hue turned by `shift` of the wheel, saturation and value kept."""
+    import colorsys
+
+    flat = image.reshape(-1, 3) / 255.0
+    turned = [colorsys.hsv_to_rgb(*(((h + shift) % 1.0), s, v)) for h, s, v in (colorsys.rgb_to_hsv(*p) for p in flat)]
+    return np.asarray(turned).reshape(image.shape) * 255.0
+
+
+def test_hue_rotation_against_colorsys():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (6, 7, 3)).astype(np.float32)
+    image[0] = 90.0  # grey pixels and ...
+    image[1] = 0.0  # ... the zero padding have no hue: they stay
+    rotations = 0
+    for index in range(40):
+        seed = tf.constant([index, 3], tf.int64)
+        output, rotated = augmentation.random_hue_rotation(seed, tf.constant(image), 0.5)
+        output = output.numpy()
+        if not bool(rotated):
+            np.testing.assert_array_equal(output, image)
+            continue
+        rotations += 1
+        shift = float(tf.random.stateless_uniform([2], seed)[1]) - 0.5  # the angle the function drew
+        np.testing.assert_allclose(output, _hue_rotated(image, shift), atol=1e-3)
+        np.testing.assert_allclose(output[:2], image[:2], atol=1e-3)
+        # Value (the largest channel) is what a rotation keeps.
+        np.testing.assert_allclose(output.max(axis=-1), image.max(axis=-1), atol=1e-3)
+    assert 10 < rotations < 30  # probability 0.5 of 40 draws
+
+
+def test_hue_rotation_probability_extremes():
+    image = tf.constant(np.random.default_rng(1).uniform(0, 255, (4, 4, 3)), tf.float32)
+    for index in range(10):
+        seed = tf.constant([index, 0], tf.int64)
+        never, rotated = augmentation.random_hue_rotation(seed, image, 0.0)
+        assert not bool(rotated) and np.array_equal(never.numpy(), image.numpy())
+        assert bool(augmentation.random_hue_rotation(seed, image, 1.0)[1])
+
+
+def test_chromatic_colour_words_leave_the_achromatic_ones():
+    words = set(augmentation.CHROMATIC_COLOUR_WORDS)
+    assert {"red", "blue", "yellow", "purple", "green"} <= words
+    assert not words & {"black", "white", "grey", "gray"}  # a hue rotation keeps these true

@@ -360,3 +360,51 @@ def test_mask_classes_of_the_shapes_dataset(shapes_data_dir, extractor, make_tab
     assert classes.shape == (4, 5) and valid.any()
     assert np.all((classes[valid] >= 1) & (classes[valid] <= num_classes))  # 1-based indices into class_names
     assert np.all(classes[~valid] == -1)
+
+
+@pytest.mark.backend_independent
+def test_hue_rotation_drops_colour_words_of_rotated_examples_only(make_table):
+    words = ["red", "blue", "circle", "square", "grass"]
+    caption = "a red circle and a blue square on grass"
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[..., 0] = 200  # a red image: a rotation changes it
+    examples = [{"image": image, "captions": np.array([caption], object)} for _ in range(64)]
+    table = make_table(words)
+
+    def batch(hue_rotation):
+        source = _source(examples, {caption: words})
+        dataset = make_training_dataset(
+            source,
+            table,
+            image_size=16,
+            batch_size=64,
+            max_masks=2,
+            max_words=5,
+            keep_prob=1.0,
+            seed=3,
+            hue_rotation=hue_rotation,
+            scale_range=(1.0, 1.0),
+            flip=False,
+        )
+        return _first(dataset)[0][0]
+
+    plain, half, always = batch(0.0), batch(0.5), batch(1.0)
+    colour_rows = table.embeddings[table.ids(["red", "blue"])]
+
+    def colour_word_counts(x):
+        found = np.abs(x["word_embeddings"][:, :, None] - colour_rows[None, None]).sum(-1) < 1e-6
+        return found.any(-1).sum(-1)
+
+    rotated = np.abs(half["images"] - plain["images"]).max(axis=(1, 2, 3)) > 1.0
+    assert 10 < rotated.sum() < 54  # about half of the 64 examples
+    np.testing.assert_array_equal(half["images"][~rotated], plain["images"][~rotated])
+    # A rotated example keeps its other words (circle, square, grass) and loses both colour words.
+    np.testing.assert_array_equal(colour_word_counts(half), np.where(rotated, 0, 2))
+    np.testing.assert_array_equal(half["word_valid"].sum(-1), np.where(rotated, 3, 5))
+    np.testing.assert_array_equal(half["word_embeddings"][~rotated], plain["word_embeddings"][~rotated])
+    assert (colour_word_counts(always) == 0).all() and (always["word_valid"].sum(-1) == 3).all()
+    assert (colour_word_counts(plain) == 2).all()
+    # Hue and value: the rotated red image keeps its value (its largest channel).
+    np.testing.assert_allclose(always["images"].max(-1), plain["images"].max(-1), atol=1e-3)
+    with pytest.raises(ValueError, match="hue_rotation"):
+        make_training_dataset(_source(examples, {caption: words}), table, hue_rotation=1.5)

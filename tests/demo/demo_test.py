@@ -87,6 +87,8 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     # And the mask shape embedding through every stage (teacher, pseudo labels, student, baseline, preset); the
     # wheel demo runs without it.
     flags += ["--region-shape-embedding"]
+    # And hue rotation (half the training images, every stage); the wheel demo runs without it.
+    flags += ["--hue-rotation", "0.5"]
     assert demo.run(_parse(flags)) == 0
 
     metrics = json.loads((output / "metrics.json").read_text())
@@ -110,6 +112,7 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
     assert metrics["pseudo_label_threshold"] == 0.0
     assert metrics["precision"] == "bfloat16"
     assert metrics["backbone_options"] == {"region_shape_embedding": True}
+    assert metrics["hue_rotation"] == 0.5
     assert 0.0 <= metrics["pseudo_masks_per_image"] <= demo.SETTINGS["quick"].max_masks
     # One panel row per held-out image (class names), the summary sheet and the never-seen synonyms' sheet.
     count = demo.SETTINGS["quick"].overlay_images
@@ -140,6 +143,17 @@ def test_quick_demo_trains_evaluates_and_saves(tmp_path):
 def test_region_shape_embedding_flag():
     assert not _parse([]).region_shape_embedding
     assert _parse(["--region-shape-embedding"]).region_shape_embedding
+
+
+def test_hue_rotation_flag_reaches_every_stage(tmp_path):
+    assert _parse([]).hue_rotation == 0.0
+    assert _parse(["--hue-rotation", "0.25"]).hue_rotation == 0.25
+    run = demo._Demo(demo.SETTINGS["quick"], str(tmp_path), hue_rotation=0.25)
+    assert run._config("teacher", steps=2, teacher=True).hue_rotation == 0.25
+    assert run._config("student", steps=2).hue_rotation == 0.25
+    assert demo._Demo(demo.SETTINGS["quick"], str(tmp_path))._config("student", steps=2).hue_rotation == 0.0
+    with pytest.raises(ValueError, match="--hue-rotation"):
+        demo._Demo(demo.SETTINGS["quick"], str(tmp_path), hue_rotation=2.0)
 
 
 def test_pseudo_label_threshold_outside_0_1_is_refused(tmp_path):

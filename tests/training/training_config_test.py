@@ -35,6 +35,18 @@ def test_file_then_flags(tmp_path):
     assert config.datasets == ("a", "b")
 
 
+def test_hue_rotation_flag_reaches_the_pipeline(monkeypatch):
+    from keras_openseg import data
+    from keras_openseg.training import recipe
+
+    config = cli.config_from_args(parse("--hue-rotation", "0.5", "--image-size", "32", "--batch-size", "2"))
+    assert config.hue_rotation == 0.5 and TrainingConfig().hue_rotation == 0.0
+    seen = {}
+    monkeypatch.setattr(data, "make_training_dataset", lambda *args, **kwargs: seen.update(kwargs) or "dataset")
+    assert recipe.build_training_dataset(config, table=None, sources=[]) == "dataset"
+    assert seen["hue_rotation"] == 0.5
+
+
 def test_resume_continues_the_saved_config(tmp_path):
     TrainingConfig(steps=5, image_size=32, output=str(tmp_path)).save(str(tmp_path / "training_config.json"))
     config = cli.config_from_args(parse("--output", str(tmp_path), "--resume", "--steps", "8"))
@@ -46,6 +58,8 @@ def test_resume_continues_the_saved_config(tmp_path):
     [
         ({"steps": 0}, "steps"),
         ({"keep_prob": 0.0}, "keep_prob"),
+        ({"hue_rotation": 1.5}, "hue_rotation"),
+        ({"hue_rotation": -0.1}, "hue_rotation"),
         ({"distribution": "pipeline"}, "distribution"),
         ({"mixed_precision": "int8"}, "mixed_precision"),
         ({"optimizer": "lamb"}, "optimizer"),
