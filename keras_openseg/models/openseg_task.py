@@ -1,3 +1,5 @@
+import contextlib
+
 import keras
 from keras_hub.models import Task
 from keras_hub.src.utils.python_utils import classproperty
@@ -75,6 +77,25 @@ def images_of(inputs):
             raise ValueError(f"Model inputs given as a dict must hold `images`. Received keys {sorted(inputs)}.")
         return backbone_inputs(inputs)
     return inputs
+
+
+@contextlib.contextmanager
+def frozen_parts(*parts):
+    """The given layers (None entries skipped) untrainable inside the context, as they were after it.
+
+    For a `fit` whose loss does not reach some parts of the backbone (the teacher's L_S never reaches the region
+    head; the per-pixel baseline never uses the mask shape embedding): frozen, they are not handed to the
+    optimizer, which would otherwise warn "Gradients do not exist" and still decay their weights.
+    """
+    parts = [part for part in parts if part is not None]
+    trainable = [part.trainable for part in parts]
+    for part in parts:
+        part.trainable = False
+    try:
+        yield
+    finally:
+        for part, was_trainable in zip(parts, trainable):
+            part.trainable = was_trainable
 
 
 def check_labels(y, task_name):

@@ -8,6 +8,7 @@ from keras_openseg.losses.dice_loss import MATCHINGS
 from keras_openseg.models.mask_nms import mask_nms
 from keras_openseg.models.openseg_task import OpenSegTask
 from keras_openseg.models.openseg_task import check_labels
+from keras_openseg.models.openseg_task import frozen_parts
 
 
 def select_masks(mask_logits, max_masks, score_threshold=0.9, nms_iou=0.5, mask_threshold=0.5, pixel_valid=None):
@@ -121,16 +122,8 @@ class OpenSegTeacher(OpenSegTask):
         These are the region head and, with `region_shape_embedding`, the mask shape embedding. They are
         unfrozen again afterwards, so a student built on this backbone trains them.
         """
-        parts = [self.backbone.region_head, getattr(self.backbone, "mask_shape_embedding", None)]
-        parts = [part for part in parts if part is not None]
-        trainable = [part.trainable for part in parts]
-        for part in parts:
-            part.trainable = False
-        try:
+        with frozen_parts(self.backbone.region_head, getattr(self.backbone, "mask_shape_embedding", None)):
             return super().fit(*args, **kwargs)
-        finally:
-            for part, was_trainable in zip(parts, trainable):
-                part.trainable = was_trainable
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         check_labels(y, type(self).__name__)

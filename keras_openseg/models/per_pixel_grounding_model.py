@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_openseg.models.openseg_model import OpenSegModel
+from keras_openseg.models.openseg_task import frozen_parts
 
 
 # Saved as "keras_openseg>PerPixelGroundingModel" (the outer, last registration names the class); presets the
@@ -28,6 +29,12 @@ class PerPixelGroundingModel(OpenSegModel):
     model.compile()
     ```
     """
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit` with the mask shape embedding (`region_shape_embedding=True`) frozen: pixel
+        embeddings are grounded, not regions, so it gets no gradient. Trainable again afterwards."""
+        with frozen_parts(getattr(self.backbone, "mask_shape_embedding", None)):
+            return super().fit(*args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         pixels = ops.average_pool(y_pred["pixel_embeddings"], 2, strides=2)

@@ -35,3 +35,26 @@ def test_presets_saved_by_the_demo_before_the_move_still_load(tmp_path):
     expected = outputs_of(model, raw)
     for key, value in outputs_of(restored, raw).items():
         np.testing.assert_allclose(value, expected[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_fit_freezes_the_unused_mask_shape_embedding():
+    # Pixels are grounded, not regions: the mask shape embedding gets no gradient, so it is frozen for the fit
+    # (no "Gradients do not exist" warning, weights untouched) and trainable again afterwards.
+    import warnings
+
+    from tiny_openseg import compile_for_tests
+    from tiny_openseg import tiny_backbone
+    from tiny_openseg import tiny_preprocessor
+    from tiny_openseg import training_batch
+
+    backbone = tiny_backbone(region_shape_embedding=True)
+    model = compile_for_tests(PerPixelGroundingModel(backbone, preprocessor=tiny_preprocessor()))
+    part = backbone.mask_shape_embedding
+    before = [keras.ops.convert_to_numpy(w) for w in part.weights]
+    x, y = training_batch()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Gradients do not exist")
+        model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    for old, new in zip(before, part.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+    assert part.trainable
