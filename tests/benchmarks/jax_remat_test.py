@@ -1,0 +1,64 @@
+"""benchmarks/jax_remat.py: a checkpointed part trains to the same weights, batch-norm statistics updated once."""
+
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests" / "models"))
+
+import jax_remat  # noqa: E402
+from tiny_openseg import tiny_model  # noqa: E402
+from tiny_openseg import training_batch  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="jax.checkpoint rematerialization exists on the JAX backend only"
+)
+
+
+_TRAINED = {}
+
+
+def _trained(mode):
+    """The tiny model after two steps with `mode`'s parts checkpointed (the plain one trained once per session)."""
+    if mode in _TRAINED:
+        return _TRAINED[mode]
+    keras.utils.set_random_seed(3)
+    model = tiny_model()
+    jax_remat.apply_mode(model, mode)
+    x, y = training_batch()
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    if mode == "none":
+        _TRAINED[mode] = model
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["encoder", "encoder_convs", "encoder_blocks", "decoder"])
+def test_checkpointed_parts_train_to_the_same_weights(mode):
+    plain, checkpointed = _trained("none"), _trained(mode)
+    moving = [v for v in plain.backbone.non_trainable_variables if "moving" in v.path]
+    assert moving  # the encoder's batch normalizations, updated inside the checkpoint
+    for expected, actual in zip(plain.variables, checkpointed.variables):
+        assert expected.path == actual.path
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(actual),
+            keras.ops.convert_to_numpy(expected),
+            rtol=1e-4,
+            atol=1e-5,
+            err_msg=expected.path,
+        )
+    # Two steps from the initial statistics moved them: the updates left the checkpoint (once per step, or the
+    # moving averages above would differ from the plain model's).
+    keras.utils.set_random_seed(3)
+    fresh = tiny_model()
+    changed = [
+        not np.allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+        for a, b in zip(fresh.backbone.non_trainable_variables, checkpointed.backbone.non_trainable_variables)
+        if "moving" in a.path
+    ]
+    assert any(changed)
