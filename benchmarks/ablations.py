@@ -34,7 +34,8 @@ training, the hexagon never named in a training caption) with the class names as
   bound.
 
 A seed fixes a whole row (weights, input pipeline, word dropping), so rows of one seed differ only in what
-they change. The paper's own numbers are not printed: its tables were not available offline when this was
+they change. Compare rows of one run: across runs the same seed's row has differed by up to 0.016 mIoU
+(benchmarks/README.md). The paper's own numbers are not printed: its tables were not available offline when this was
 written; each table states the paper's direction, each row's paired verdict against its reference row
 (higher / lower when every seed's difference has one sign and their mean exceeds their spread, else same), and
 whether that follows the paper (holds / not shown / opposite).
