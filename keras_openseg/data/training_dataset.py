@@ -76,9 +76,10 @@ def make_training_dataset(
         hue_rotation: float in [0, 1]. Beyond the paper, off by default: the probability that an example's
             hue is rotated by a random angle (`augmentation.random_hue_rotation`); a rotated example's
             caption then loses its words naming a chromatic colour (`augmentation.CHROMATIC_COLOUR_WORDS`,
-            made false by the rotation). Colour stops being a shortcut for the other words of a caption: a
-            "circle" seen only in red, blue and yellow in training is also a circle in purple. `0.0` leaves
-            the pipeline's draws exactly as without it. Defaults to `0.0`.
+            made false by the rotation). Meant to stop colour being a shortcut for the other words of a
+            caption (a "circle" seen only in red, blue and yellow is also a circle in purple); on
+            openseg_shapes it lowered the mIoU instead (benchmarks/README.md). `0.0` leaves the pipeline's
+            draws exactly as without it. Defaults to `0.0`.
 
     Returns:
         `tf.data.Dataset` of `(x, y)`: x = {"images" float32 [B, S, S, 3] in 0..255, "padding_mask" float32
@@ -116,7 +117,11 @@ def make_training_dataset(
         raise ValueError(f"`mask_size` must be a positive int or None. Received: mask_size={mask_size!r}")
     if not 0 < scale_range[0] <= scale_range[1]:
         raise ValueError(f"`scale_range` must be (low, high) with 0 < low <= high. Received: {scale_range}")
-    if isinstance(hue_rotation, bool) or not 0.0 <= hue_rotation <= 1.0:
+    if (
+        not isinstance(hue_rotation, (int, float, np.number))
+        or isinstance(hue_rotation, bool)
+        or not 0 <= hue_rotation <= 1
+    ):
         raise ValueError(f"`hue_rotation` must be a probability in [0, 1]. Received: hue_rotation={hue_rotation!r}")
 
     embeddings = tf.constant(np.asarray(table.embeddings, np.float32))

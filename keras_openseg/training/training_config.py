@@ -150,7 +150,8 @@ class TrainingConfig:
             raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}. Received: optimizer={self.optimizer!r}")
         if not 0.0 < self.keep_prob <= 1.0:
             raise ValueError(f"`keep_prob` must be in (0, 1]. Received: keep_prob={self.keep_prob}")
-        if isinstance(self.hue_rotation, bool) or not 0.0 <= self.hue_rotation <= 1.0:
+        hue = self.hue_rotation
+        if not isinstance(hue, (int, float)) or isinstance(hue, bool) or not 0 <= hue <= 1:
             raise ValueError(f"`hue_rotation` must be in [0, 1]. Received: hue_rotation={self.hue_rotation!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={self.learning_rate}")

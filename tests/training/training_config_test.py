@@ -60,6 +60,7 @@ def test_resume_continues_the_saved_config(tmp_path):
         ({"keep_prob": 0.0}, "keep_prob"),
         ({"hue_rotation": 1.5}, "hue_rotation"),
         ({"hue_rotation": -0.1}, "hue_rotation"),
+        ({"hue_rotation": "0.5"}, "hue_rotation"),
         ({"distribution": "pipeline"}, "distribution"),
         ({"mixed_precision": "int8"}, "mixed_precision"),
         ({"optimizer": "lamb"}, "optimizer"),
