@@ -43,13 +43,14 @@ def test_checkpointed_parts_train_to_the_same_weights(mode):
     plain, checkpointed = _trained("none"), _trained(mode)
     moving = [v for v in plain.backbone.non_trainable_variables if "moving" in v.path]
     assert moving  # the encoder's batch normalizations, updated inside the checkpoint
+    # The encoder modes give identical weights; the recomputed decoder attention differs by one float32 ulp.
     for expected, actual in zip(plain.variables, checkpointed.variables):
         assert expected.path == actual.path
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(actual),
             keras.ops.convert_to_numpy(expected),
-            rtol=1e-4,
-            atol=1e-5,
+            rtol=1e-6,
+            atol=1e-6,
             err_msg=expected.path,
         )
     # Two steps from the initial statistics moved them: the updates left the checkpoint (once per step, or the

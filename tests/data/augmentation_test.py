@@ -159,10 +159,11 @@ def test_hue_rotation_against_colorsys():
             continue
         rotations += 1
         shift = float(tf.random.stateless_uniform([2], seed)[1]) - 0.5  # the angle the function drew
-        np.testing.assert_allclose(output, _hue_rotated(image, shift), atol=1e-3)
-        np.testing.assert_allclose(output[:2], image[:2], atol=1e-3)
-        # Value (the largest channel) is what a rotation keeps.
-        np.testing.assert_allclose(output.max(axis=-1), image.max(axis=-1), atol=1e-3)
+        # float32 against colorsys' float64 on a 0..255 scale: 1.7e-4 at most over 200 draws.
+        np.testing.assert_allclose(output, _hue_rotated(image, shift), atol=5e-4)
+        np.testing.assert_array_equal(output[:2], image[:2])
+        # Value (the largest channel) is what a rotation keeps, exactly.
+        np.testing.assert_array_equal(output.max(axis=-1), image.max(axis=-1))
     assert 10 < rotations < 30  # probability 0.5 of 40 draws
 
 
