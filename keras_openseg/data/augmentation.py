@@ -91,8 +91,9 @@ def random_hue_rotation(seed, image, probability):
     """
     draw = tf.random.stateless_uniform([2], seed)
     rotated = draw[0] < probability
-    turned = tf.image.adjust_hue(image / 255.0, draw[1] - 0.5) * 255.0
-    return tf.where(rotated, turned, image), rotated
+    # Only a rotated image pays for the colour-space round trip.
+    image = tf.cond(rotated, lambda: tf.image.adjust_hue(image / 255.0, draw[1] - 0.5) * 255.0, lambda: image)
+    return image, rotated
 
 
 def _random_offset(seed, slack):

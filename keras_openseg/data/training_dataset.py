@@ -238,8 +238,9 @@ def _example_fn(
     has_captions = source.caption_words and "captions" in source.dataset.element_spec
     words = _CaptionWordLookup(source.caption_words, table, source.name) if has_captions else None
     embedding_dim = int(embeddings.shape[-1])
-    colour_ids = np.asarray(table.ids(list(augmentation.CHROMATIC_COLOUR_WORDS)), np.int32).reshape(-1)
-    colour_ids = tf.constant(colour_ids[colour_ids >= 0], tf.int32)
+    if hue_rotation > 0.0:
+        colour_ids = np.asarray(table.ids(list(augmentation.CHROMATIC_COLOUR_WORDS)), np.int32).reshape(-1)
+        colour_ids = tf.constant(colour_ids[colour_ids >= 0], tf.int32)
 
     def prepare(example, seed):
         geometry_seed, caption_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
