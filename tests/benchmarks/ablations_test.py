@@ -1,5 +1,6 @@
 """benchmarks/ablations.py: the tables, the paired verdict, the figure, the word-type analysis, and a --quick run."""
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -147,6 +148,17 @@ def test_arguments():
         ablations.parse_args(["--tables", "7"])
     with pytest.raises(SystemExit):
         ablations.parse_args(["--seeds", "a"])
+    with pytest.raises(SystemExit):
+        ablations.parse_args(["--quick", "--size", "demo"])
+
+
+def test_demo_size_is_the_full_demo_without_overlays():
+    from keras_openseg.demo import SETTINGS
+
+    assert ablations.parse_args(["--tables", "4", "--size", "demo"]).size == "demo"
+    demo = ablations.SIZES["demo"]
+    assert demo.overlay_images == 0
+    assert dataclasses.replace(demo, overlay_images=SETTINGS["full"].overlay_images) == SETTINGS["full"]
 
 
 def test_word_types_are_disjoint():
