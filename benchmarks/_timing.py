@@ -216,6 +216,11 @@ class PeakMemory:
             return None
         return max(0, reading[1] - self.base)
 
+    def peak_level_bytes(self):
+        """The peak itself since `reset()` (not above the level at `reset()`), or None where unavailable."""
+        reading = self._read()
+        return None if reading is None or self.base is None else reading[1]
+
 
 def interleaved_seconds(fns, repeats=5, warmup=1):
     """Wall times of each `fns[name]()`, the calls taken in turns so load drifts hit all of them alike.

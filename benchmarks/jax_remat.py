@@ -21,7 +21,9 @@ Modes (each compiled from scratch in its own interpreter, XLA's `memory_analysis
 - `encoder_convs` / `encoder_blocks`: the encoder checkpointed keeping only its convolutions' outputs / its
   residual additions' outputs (`jax.checkpoint_policies.save_only_these_names`);
 - `decoder`: each mask cross-attention block of the query decoder checkpointed;
-- `queries_32`: no rematerialization, 32 queries instead of 128 (how much of the step scales with N).
+- `queries_32`: no rematerialization, 32 queries instead of 128 (how much of the step scales with N);
+- `memory_schedule` / `memory_schedule_decoder`: `none` / `decoder` compiled with XLA:CPU's memory-optimized
+  scheduler instead of its concurrency-optimized default (what `keras-openseg` does on JAX).
 
 Prints one row per mode: XLA's temp, argument, output and peak (their sum) in MiB, and GFLOPs of the step.
 """
@@ -34,7 +36,19 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-MODES = ("none", "encoder", "encoder_convs", "encoder_blocks", "decoder", "queries_32")
+MODES = (
+    "none",
+    "encoder",
+    "encoder_convs",
+    "encoder_blocks",
+    "decoder",
+    "queries_32",
+    "memory_schedule",
+    "memory_schedule_decoder",
+)
+# Modes compiled under XLA:CPU's memory-optimized scheduler (`use_memory_optimized_xla_schedule`), and what they
+# rematerialize.
+SCHEDULED = {"memory_schedule": "none", "memory_schedule_decoder": "decoder"}
 
 
 def checkpointed_call(layer, call, *args, policy=None, **kwargs):
@@ -133,6 +147,10 @@ def apply_mode(model, mode):
 
 def measure(mode):
     """Runs in a JAX interpreter: XLA's analysis of one compiled training step of the reference config."""
+    from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
+
+    if mode in SCHEDULED and not use_memory_optimized_xla_schedule():  # before anything computes
+        raise RuntimeError(f"{mode}: XLA_FLAGS already choose a scheduler, or jaxlib is not 0.10")
     import keras
     import throughput
     from _timing import jax_train_step_analysis
@@ -142,7 +160,7 @@ def measure(mode):
         config["num_queries"] = 32
     keras.utils.set_random_seed(0)
     model, _, _ = throughput.build_models(config, peers=False)
-    apply_mode(model, mode)
+    apply_mode(model, SCHEDULED.get(mode, mode))
     model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9), jit_compile=True)
     _, x_small, y_small = throughput.make_batch(dict(config, image_size=64))
     keras.Model.train_on_batch(model, x_small, y_small)  # builds the optimizer: the variables do not depend on size

@@ -31,10 +31,17 @@ float32 and bfloat16 in `--dtype`, a last table gives each backend's bfloat16 / 
 Memory: each worker reports its own process's peak resident set (`ru_maxrss`) minus the level after its
 imports (`process_peak_rss_mb`), and the resident-set growth over the training step alone
 (`train_peak_rss_mb`, Linux VmHWM reset before the step); `fits_8gb` says whether the process stayed below
-8 GiB. JAX also reports XLA's buffer assignment of the train step (`xla_train_peak_mb`, JAX only). `--malloc`
-picks glibc's allocator policy per row: `glibc` (the default, glibc's own raising threshold, under which freed
-buffers of up to 32 MiB stay in a fragmented heap) or `fixed` (`keras-openseg COMMAND --low-host-memory`:
-`keras_openseg.training.host_memory.fix_mmap_threshold`, freed tensor buffers leave the process).
+8 GiB. The training step's first call traces and compiles it: the process's peak during that call
+(`first_step_max_rss_mb`) and during the compiled steps after it (`steady_step_max_rss_mb`, VmHWM reset after
+the first call; `steady_fits_8gb`) are reported apart, since an accelerator holds only the compiled step's
+buffers while the compiler's own memory stays on the host. JAX also reports XLA's buffer assignment of the
+train step (`xla_train_peak_mb`, JAX only). `--malloc` picks glibc's allocator policy per row: `glibc` (the
+default, glibc's own raising threshold, under which freed buffers of up to 32 MiB stay in a fragmented heap)
+or `fixed` (`keras-openseg COMMAND --low-host-memory`: `keras_openseg.training.host_memory.fix_mmap_threshold`,
+freed tensor buffers leave the process).
+`--xla-schedule memory` compiles JAX's programs with XLA:CPU's memory-optimized scheduler instead of its
+concurrency-optimized default (`use_memory_optimized_xla_schedule`, what `keras-openseg` does on JAX); the FLOP
+worker's buffer assignment (`xla_train_peak_mb`) follows it unless `--flops-from` reuses an earlier run's.
 
 The reference config is the one the performance issue fixes: a ResNet-50 keras_hub encoder (random weights;
 nothing is downloaded), 512x512, N=128 queries, hidden 256, embedding 512, batch 4. Absolute numbers on a
@@ -77,6 +84,7 @@ COLUMNS = [
     "config",
     "dtype",
     "malloc",
+    "xla_schedule",
     "infer_images_per_s",
     "train_images_per_s",
     "gflops_per_image",
@@ -94,6 +102,8 @@ COLUMNS = [
     "process_peak_rss_mb",
     "train_peak_rss_mb",
     "fits_8gb",
+    "steady_step_max_rss_mb",
+    "steady_fits_8gb",
     "load_before",
 ]
 PEAK_COLUMNS = ["backend", "path", "fp32_matmul", "fp32_conv", "bf16_matmul", "bf16_conv", "load"]
@@ -251,18 +261,36 @@ def max_rss_bytes():
 
 
 def measure(
-    config_name, dtype, breakdown, repeats, jit="auto", warmup=1, peers=True, train=True, infer=True, malloc="glibc"
+    config_name,
+    dtype,
+    breakdown,
+    repeats,
+    jit="auto",
+    warmup=1,
+    peers=True,
+    train=True,
+    infer=True,
+    malloc="glibc",
+    xla_schedule="default",
 ):
     """Runs in the benchmark's per-backend interpreter; returns times, memory and (JAX) FLOPs.
 
     `malloc="fixed"` fixes glibc's mmap threshold first, as `keras-openseg COMMAND --low-host-memory` does;
     `"glibc"` leaves glibc's own policy.
 
+    `xla_schedule="memory"` asks XLA:CPU for its memory-optimized schedule first (JAX only; what `keras-openseg`
+    does on JAX, `keras_openseg.training.host_memory.use_memory_optimized_xla_schedule`).
+
     `infer=False` times the training step alone, so that the process's peak memory is the training step's
     (inference timed first in the same process leaves memory that glibc keeps).
     """
     if not (infer or train):
         raise ValueError("--no-infer with --no-train measures nothing")
+    from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
+
+    # Before anything computes: XLA reads its flags once.
+    if xla_schedule == "memory" and not use_memory_optimized_xla_schedule():
+        xla_schedule = "unchanged"  # XLA_FLAGS already chose, or another jaxlib: the row says so
     import keras
     from _timing import PeakMemory
     from _timing import device_description
@@ -284,6 +312,7 @@ def measure(
     jit_compile = resolve_jit(jit, dtype)
     baseline_rss = max_rss_bytes()
     result = {"backend": name, "config": config_name, "dtype": dtype, "malloc": malloc}
+    result["xla_schedule"] = xla_schedule if name == "jax" else None
     result["device"] = device_description()
     result["jit_compile"] = jit_compile
     result["load_before"] = load_average()
@@ -301,9 +330,9 @@ def measure(
     result["cpu_seconds"] = {k: v["cpu_min"] for k, v in timed.items()}
     result["all_seconds"] = {k: v["times"] for k, v in timed.items()}
 
-    # The tracker's reset (Linux VmHWM) also resets the kernel's peak that `ru_maxrss` reads, so the peak so far
-    # is kept here: the process's peak is the larger of it and the peak after the reset.
-    peak_before_step = max_rss_bytes()
+    # The tracker's reset (Linux VmHWM) also resets the kernel's peak that `ru_maxrss` reads, so the peak before
+    # each reset is kept here: the process's peak is the largest of them and the last.
+    peaks_seen = [max_rss_bytes()]
     if train:
         model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9), jit_compile=jit_compile)
         # keras.Model's own train_on_batch: keras_hub's PipelineModel override converts `y` with one
@@ -312,15 +341,26 @@ def measure(
         train_step = lambda: losses.update(keras.Model.train_on_batch(model, x, y, return_dict=True))  # noqa: E731
         tracker = PeakMemory()
         tracker.reset()
-        timed = interleaved_seconds({"train": train_step}, repeats=repeats, warmup=max(warmup, 1))
-        result["train_peak_rss_bytes"] = tracker.peak_bytes()
+        start_level = tracker.base
+        sync(train_step())  # the first call traces and compiles the step (and runs it once)
+        first_peak = tracker.peak_level_bytes()
+        peaks_seen.append(max_rss_bytes())
+        # The compiled step alone, from here on: what an accelerator holding the compiled program needs.
+        tracker.reset()
+        timed = interleaved_seconds({"train": train_step}, repeats=repeats, warmup=max(warmup, 1) - 1)
+        steady_peak = tracker.peak_level_bytes()
+        peaks_seen.append(max_rss_bytes())
+        if first_peak is not None and steady_peak is not None:
+            result["train_peak_rss_bytes"] = max(first_peak, steady_peak) - start_level
+            result["train_compile_level_bytes"] = first_peak
+            result["train_steady_level_bytes"] = steady_peak
         result["train_losses"] = {k: float(keras.ops.convert_to_numpy(v)) for k, v in losses.items()}
         result["seconds"]["train"] = timed["train"]["min"]
         result["cpu_seconds"]["train"] = timed["train"]["cpu_min"]
         result["all_seconds"]["train"] = timed["train"]["times"]
     result["batch_size"] = config["batch_size"]
     result["baseline_rss_bytes"] = baseline_rss
-    result["max_rss_bytes"] = max(peak_before_step, max_rss_bytes())
+    result["max_rss_bytes"] = max(*peaks_seen, max_rss_bytes())
 
     piece_programs = compiled_pieces(model, images, config, jit_compile) if breakdown else None
     if breakdown:
@@ -426,6 +466,10 @@ def machine_best(peaks):
     return best
 
 
+def _mib(value):
+    return value / 2**20 if value is not None else None
+
+
 def summarize(measured, flops, peaks=None):
     """One table row from a backend's times, the (JAX) FLOPs of the same config and the peak table."""
     b = measured["batch_size"]
@@ -436,11 +480,13 @@ def summarize(measured, flops, peaks=None):
     baseline = measured.get("baseline_rss_bytes")
     max_rss = measured.get("max_rss_bytes")
     train_rss = measured.get("train_peak_rss_bytes")
+    steady = measured.get("train_steady_level_bytes")
     row = {
         "backend": measured["backend"],
         "config": measured["config"],
         "dtype": measured["dtype"],
         "malloc": measured.get("malloc", "glibc"),
+        "xla_schedule": measured.get("xla_schedule"),
         "device": measured["device"],
         "jit_compile": measured.get("jit_compile"),
         "infer_images_per_s": b / seconds["openseg"] if "openseg" in seconds else None,
@@ -456,6 +502,9 @@ def summarize(measured, flops, peaks=None):
         "process_max_rss_mb": max_rss / 2**20 if max_rss else None,
         "train_peak_rss_mb": train_rss / 2**20 if train_rss is not None else None,
         "fits_8gb": bool(max_rss < 8 * GIB) if max_rss else None,
+        "first_step_max_rss_mb": _mib(measured.get("train_compile_level_bytes")),
+        "steady_step_max_rss_mb": _mib(steady),
+        "steady_fits_8gb": bool(steady < 8 * GIB) if steady else None,
         "load_before": measured["load_before"],
         "load_after": measured["load_after"],
         "flops_source": None,
@@ -568,6 +617,7 @@ def breakdown_rows(measured, flops, peaks=None):
 
 DTYPES = ("float32", "bfloat16", "float16")
 MALLOCS = ("fixed", "glibc")
+XLA_SCHEDULES = ("default", "memory")
 
 
 def parse_args(argv=None):
@@ -579,6 +629,13 @@ def parse_args(argv=None):
         "--malloc",
         default="glibc",
         help="comma-separated: glibc (glibc's own policy), fixed (--low-host-memory: a fixed mmap threshold)",
+    )
+    parser.add_argument(
+        "--xla-schedule",
+        default="default",
+        choices=XLA_SCHEDULES,
+        help="JAX's XLA:CPU schedule: default (XLA's, concurrency-optimized) or memory (its memory-optimized "
+        "scheduler, what keras-openseg uses on JAX)",
     )
     parser.add_argument(
         "--jit",
@@ -637,9 +694,14 @@ def main(argv=None):
                 not args.no_train,
                 not args.no_infer,
                 args.malloc,
+                args.xla_schedule,
             )
         else:
             (config,), (dtype,) = configs, args.dtypes
+            if args.xla_schedule == "memory":  # XLA's buffer assignment under the rows' schedule
+                from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
+
+                use_memory_optimized_xla_schedule()
             result = count_flops(config, dtype, args.breakdown)
         print("RESULT " + json.dumps(result))
         return 0
@@ -658,7 +720,7 @@ def main(argv=None):
 
     def worker(backend_name, kind, config=None, dtype="float32", malloc="glibc"):
         flags = ["--_worker", kind, "--dtype", dtype, "--jit", args.jit, "--warmup", str(args.warmup)]
-        flags += ["--malloc", malloc]
+        flags += ["--malloc", malloc, "--xla-schedule", args.xla_schedule]
         flags += ["--configs", config] if config else []
         flags += ["--breakdown"] if args.breakdown else []
         flags += ["--no-peers"] if args.no_peers else []

@@ -9,7 +9,9 @@ Bad input -- a missing or unreadable file, a missing preset, empty queries, a mi
 raises `ValueError` or `OSError` where it is found; `main` prints it as one line `keras-openseg: error: ...` on
 stderr and exits with status 2. `keras-openseg --debug COMMAND ...` lets the exception propagate, traceback
 included. `--low-host-memory` (every command) fixes glibc's mmap threshold (`training/host_memory.py`): freed
-tensor buffers go back to the system instead of fragmenting the heap, less memory at some speed.
+tensor buffers go back to the system instead of fragmenting the heap, less memory at some speed. On JAX every
+command compiles with XLA:CPU's memory-optimized schedule (`use_memory_optimized_xla_schedule`: the reference
+training step within 8 GiB); an `XLA_FLAGS` that chooses a scheduler itself is left as it is.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import importlib
 import sys
 
 from keras_openseg.training.host_memory import fix_mmap_threshold
+from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -63,6 +66,13 @@ def build_command_parser(name):
     return parser, module
 
 
+def _backend():
+    """Keras' backend, which the command's `run` is about to load (importing Keras computes nothing)."""
+    import keras
+
+    return keras.backend.backend()
+
+
 def error_line(error):
     """The one-line message `main` prints for a usage error."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -90,6 +100,10 @@ def main(argv=None):
     debug = debug or args.debug
     if args.low_host_memory and not fix_mmap_threshold():
         print("keras-openseg: --low-host-memory: not glibc, or MALLOC_MMAP_THRESHOLD_ decides", file=sys.stderr)
+    if _backend() == "jax":
+        # Before the command computes anything; where the caller's process has (cli.main called from Python), XLA
+        # has read its flags already and this changes nothing.
+        use_memory_optimized_xla_schedule(warn=False)
     try:
         return int(module.run(args) or 0)
     except USAGE_ERRORS as error:

@@ -51,3 +51,13 @@ def pytest_collection_modifyitems(config, items):
                 f"end-to-end test: runs on the {where} pass only ({why}; KERAS_OPENSEG_ALL_BACKENDS=1 runs it here)"
             )
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _restore_xla_flags(monkeypatch):
+    """`keras-openseg` on JAX adds XLA:CPU's memory-optimized schedule to `XLA_FLAGS`; tests that call `cli.main`
+    must not leave it to the next test or its subprocesses."""
+    if "XLA_FLAGS" in os.environ:
+        monkeypatch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"])
+    else:
+        monkeypatch.delenv("XLA_FLAGS", raising=False)

@@ -32,6 +32,8 @@ def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
         "baseline_rss_bytes": 2**30,
         "max_rss_bytes": 3 * 2**30,
         "train_peak_rss_bytes": 2**29,
+        "train_compile_level_bytes": 9 * 2**30,
+        "train_steady_level_bytes": 7 * 2**30,
         "load_before": 1.0,
         "load_after": 1.0,
         "piece_seconds": {"encoder": 0.1, "mask_pooling": 0.3},
@@ -63,6 +65,9 @@ def test_table_json_and_mfu_from_measurements(capsys, tmp_path):
     assert row["train_mfu_machine"] == pytest.approx(60.0 / 500.0)
     assert row["process_peak_rss_mb"] == pytest.approx(2048.0) and row["train_peak_rss_mb"] == pytest.approx(512.0)
     assert row["fits_8gb"] is True
+    # The compiling first call and the compiled steps, each the process's own level (not above the baseline).
+    assert row["first_step_max_rss_mb"] == pytest.approx(9 * 1024) and row["steady_step_max_rss_mb"] == 7 * 1024
+    assert row["steady_fits_8gb"] is True
     assert row["deeplab_time_ratio"] == pytest.approx(2.0)
     assert row["deeplab_mfu"] == pytest.approx(0.4)
     assert row["encoder_mfu"] == pytest.approx(0.6)
@@ -139,6 +144,11 @@ def test_throughput_tiny_config():
     jax = keras.backend.backend() == "jax"
     result = throughput.measure("tiny", "float32", breakdown=True, repeats=1, peers=not jax)
     assert result["max_rss_bytes"] >= result["baseline_rss_bytes"] > 0
+    # The process's peak covers the compiling first call and the compiled steps (each read after its own reset).
+    # (The baseline is the process's peak before the model, which in a test session can exceed these levels.)
+    levels = (result["train_compile_level_bytes"], result["train_steady_level_bytes"])
+    assert result["max_rss_bytes"] >= max(levels) and min(levels) > 0
+    assert 0 <= result["train_peak_rss_bytes"] < max(levels)
     assert all(np.isfinite(value) for value in result["train_losses"].values())
     assert set(result["seconds"]) == ({"openseg", "train"} if jax else {"openseg", "deeplab", "encoder", "train"})
     assert set(result["piece_seconds"]) == {
