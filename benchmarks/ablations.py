@@ -5,14 +5,16 @@
     python benchmarks/ablations.py --tables shape           # the mask shape embedding's table (25 min)
     python benchmarks/ablations.py --tables colour          # hue rotation, colour words dropped (15 min)
     python benchmarks/ablations.py --tables 4,9 --seeds 0,1 --output /tmp/ablations
-    python benchmarks/ablations.py --tables 4 --size demo    # table 4 at the full demo's size and budget (~55 min)
+    python benchmarks/ablations.py --tables 4 --size demo    # table 4 at the full demo's size (77 min, partly shared)
     python benchmarks/ablations.py --report benchmarks/results/ablations.json   # the tables of a stored run
 
 Every row is the quick-start demo's recipe (`keras_openseg.demo`: teacher with L_S only -> pseudo labels for
 the caption-only part of `train` -> student with L_G + alpha L_S on the equal-probability mix) at the reduced
 size of `SIZES` (`--size demo`: the full demo's own size, steps and held-out images) with one thing changed,
 evaluated on the `held_out` split (colour+shape pairs never seen in training, the hexagon never named in a
-training caption) with the class names as queries:
+training caption) with the class names as queries. One difference from the demo: a row's student uses the
+variant's dice matching (one-to-one by default, as the demo's teacher), where the demo's student uses the
+paper's max matching (benchmarks/README.md).
 
 - table 4: region embeddings (OpenSeg) vs per-pixel embeddings (`PerPixelGroundingModel`, the LSeg+-style
   baseline) vs the ground-truth-mask oracle (OpenSeg's pixel embeddings pooled with the true segments,
