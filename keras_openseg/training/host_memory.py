@@ -1,4 +1,5 @@
-"""Host memory of a training process: large freed tensor buffers go back to the system at once.
+"""Host memory of a training process: large freed tensor buffers go back to the system at once
+(`fix_mmap_threshold`), and JAX's programs compiled to keep fewer buffers alive (`use_memory_optimized_xla_schedule`).
 
 glibc's `malloc` serves a block from its own `mmap` only above a threshold, and it raises that threshold (up to
 32 MiB on 64-bit Linux) to the size of each such block the program frees. After a few training steps, tensor
