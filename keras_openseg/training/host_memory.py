@@ -92,11 +92,20 @@ def use_memory_optimized_xla_schedule(warn=True):
         (0.10: XLA stops a process whose `XLA_FLAGS` names a flag it does not know) or where JAX has already
         computed (too late: a warning says so).
 
-    Example: first thing in a script that trains on JAX on a CPU (`keras-openseg` does it for every command):
+    Example: call `use_memory_optimized_xla_schedule()` first thing in a script that trains on JAX on a CPU
+    (`keras-openseg` does it for every command). Where `XLA_FLAGS` chooses a scheduler itself, that choice stands:
 
+    >>> import os
     >>> from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
-    >>> use_memory_optimized_xla_schedule()  # doctest: +SKIP
-    True
+    >>> saved = os.environ.pop("XLA_FLAGS", None)
+    >>> os.environ["XLA_FLAGS"] = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+    >>> use_memory_optimized_xla_schedule()
+    False
+    >>> os.environ["XLA_FLAGS"]
+    '--xla_cpu_enable_concurrency_optimized_scheduler=true'
+    >>> del os.environ["XLA_FLAGS"]
+    >>> if saved is not None:
+    ...     os.environ["XLA_FLAGS"] = saved
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if any(name in flags for name in _XLA_SCHEDULER_FLAGS) or not _jaxlib_knows_the_flag():
