@@ -278,19 +278,14 @@ def measure(
     `malloc="fixed"` fixes glibc's mmap threshold first, as `keras-openseg COMMAND --low-host-memory` does;
     `"glibc"` leaves glibc's own policy.
 
-    `xla_schedule="memory"` asks XLA:CPU for its memory-optimized schedule first (JAX only; what `keras-openseg`
-    does on JAX, `keras_openseg.training.host_memory.use_memory_optimized_xla_schedule`).
+    `xla_schedule` names the XLA:CPU schedule this worker's process compiles with, for the row (JAX only):
+    `main` applies it before anything computes (`apply_xla_schedule`).
 
     `infer=False` times the training step alone, so that the process's peak memory is the training step's
     (inference timed first in the same process leaves memory that glibc keeps).
     """
     if not (infer or train):
         raise ValueError("--no-infer with --no-train measures nothing")
-    from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
-
-    # Before anything computes: XLA reads its flags once.
-    if xla_schedule == "memory" and not use_memory_optimized_xla_schedule():
-        xla_schedule = "unchanged"  # XLA_FLAGS already chose, or another jaxlib: the row says so
     import keras
     from _timing import PeakMemory
     from _timing import device_description
@@ -500,7 +495,7 @@ def summarize(measured, flops, peaks=None):
         "train_losses": measured.get("train_losses"),
         "process_peak_rss_mb": (max_rss - baseline) / 2**20 if max_rss and baseline else None,
         "process_max_rss_mb": max_rss / 2**20 if max_rss else None,
-        "train_peak_rss_mb": train_rss / 2**20 if train_rss is not None else None,
+        "train_peak_rss_mb": _mib(train_rss),
         "fits_8gb": bool(max_rss < 8 * GIB) if max_rss else None,
         "first_step_max_rss_mb": _mib(measured.get("train_compile_level_bytes")),
         "steady_step_max_rss_mb": _mib(steady),
@@ -620,6 +615,16 @@ MALLOCS = ("fixed", "glibc")
 XLA_SCHEDULES = ("default", "memory")
 
 
+def apply_xla_schedule(xla_schedule):
+    """Runs first in a worker: asks for XLA:CPU's memory-optimized schedule where `xla_schedule` is "memory" (what
+    `keras-openseg` does on JAX); returns the schedule the worker's programs get, as its rows name it."""
+    from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
+
+    if xla_schedule == "memory" and not use_memory_optimized_xla_schedule():
+        return "unchanged"  # XLA_FLAGS already chose, or another jaxlib: the row says so
+    return xla_schedule
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="reference,tiny", help="comma-separated: " + ", ".join(CONFIGS))
@@ -679,6 +684,10 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)}")
     if args._worker:
+        # Before anything computes (XLA reads its flags once): the rows' timings and the FLOP worker's buffer
+        # assignment under the same schedule. The peak table is each backend's kernels, whatever the schedule.
+        if args._worker != "peaks":
+            xla_schedule = apply_xla_schedule(args.xla_schedule)
         if args._worker == "peaks":
             result = measure_peaks(args.repeats)
         elif args._worker == "measure":
@@ -694,14 +703,10 @@ def main(argv=None):
                 not args.no_train,
                 not args.no_infer,
                 args.malloc,
-                args.xla_schedule,
+                xla_schedule,
             )
         else:
             (config,), (dtype,) = configs, args.dtypes
-            if args.xla_schedule == "memory":  # XLA's buffer assignment under the rows' schedule
-                from keras_openseg.training.host_memory import use_memory_optimized_xla_schedule
-
-                use_memory_optimized_xla_schedule()
             result = count_flops(config, dtype, args.breakdown)
         print("RESULT " + json.dumps(result))
         return 0

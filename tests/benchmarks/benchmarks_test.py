@@ -236,3 +236,18 @@ def test_malloc_option_and_rows_per_policy():
     # The bfloat16 / float32 speed-up compares rows of one allocator policy only.
     (speedup,) = throughput.speedup_rows(rows)
     assert (speedup["malloc"], speedup["train_bf16_over_fp32"]) == ("glibc", 4.0)
+
+
+def test_xla_schedule_option_names_what_the_worker_got(monkeypatch):
+    from keras_openseg.training import host_memory
+
+    assert throughput.parse_args([]).xla_schedule == "default"
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--xla-schedule", "fast"])
+    calls = []
+    monkeypatch.setattr(host_memory, "use_memory_optimized_xla_schedule", lambda: calls.append(1) or True)
+    assert throughput.apply_xla_schedule("default") == "default" and not calls  # XLA_FLAGS untouched
+    assert throughput.apply_xla_schedule("memory") == "memory" and calls == [1]
+    # XLA_FLAGS already chose a scheduler, or another jaxlib: the rows say so.
+    monkeypatch.setattr(host_memory, "use_memory_optimized_xla_schedule", lambda: False)
+    assert throughput.apply_xla_schedule("memory") == "unchanged"
