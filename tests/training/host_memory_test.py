@@ -104,8 +104,9 @@ def test_the_command_line_says_when_low_host_memory_cannot_apply(monkeypatch, ca
 
 # --- XLA:CPU's memory-optimized schedule (JAX) ---------------------------------------------------------------
 
-# In a fresh JAX interpreter: XLA's buffer assignment (temporaries) of a training step of a small OpenSeg model
-# at 128 px with 128 queries, where the queries' [N, pixels] tensors dominate as in the reference config.
+# In a fresh JAX interpreter: XLA's buffer assignment (temporaries; `benchmarks/_timing.py`'s analysis) of a
+# training step of a small OpenSeg model at 128 px with 128 queries, where the queries' [N, pixels] tensors
+# dominate as in the reference config.
 _SCHEDULE_PROBE = textwrap.dedent(
     """
     import json, sys
@@ -127,27 +128,26 @@ _SCHEDULE_PROBE = textwrap.dedent(
         "word_valid": np.ones((2, 4), bool),
     }
     y = {"masks": (rng.uniform(size=(2, 4, 128, 128)) > 0.5).astype("float32"), "mask_valid": np.ones((2, 4), bool)}
-    keras.Model.train_on_batch(model, x, y)
-    state = (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        [v.value for v in model.optimizer.variables],
-        [v.value for v in model.metrics_variables],
-    )
-    import jax
+    keras.Model.train_on_batch(model, x, y)  # builds the optimizer's and the metrics' variables
+    sys.path.insert(0, sys.argv[2])
+    from _timing import jax_train_step_analysis
 
-    step = jax.jit(model.train_step)
-    compiled = step.lower(state, (x, y)).compile()
-    print(json.dumps({"applied": applied, "temp": compiled.memory_analysis().temp_size_in_bytes}))
+    temp = jax_train_step_analysis(model, x, y)["temp_bytes"]
+    print(json.dumps({"applied": applied, "temp": temp}))
     """
 )
+BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "benchmarks")
 
 
 def _schedule_probe(policy):
     env = dict(os.environ, KERAS_BACKEND="jax")
     env.pop("XLA_FLAGS", None)
     result = subprocess.run(
-        [sys.executable, "-c", _SCHEDULE_PROBE, policy], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", _SCHEDULE_PROBE, policy, BENCHMARKS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
