@@ -43,16 +43,15 @@ def test_checkpointed_parts_train_to_the_same_weights(mode):
     plain, checkpointed = _trained("none"), _trained(mode)
     moving = [v for v in plain.backbone.non_trainable_variables if "moving" in v.path]
     assert moving  # the encoder's batch normalizations, updated inside the checkpoint
-    # The encoder modes give identical weights; the recomputed decoder attention differs by one float32 ulp.
     for expected, actual in zip(plain.variables, checkpointed.variables):
         assert expected.path == actual.path
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(actual),
-            keras.ops.convert_to_numpy(expected),
-            rtol=1e-6,
-            atol=1e-6,
-            err_msg=expected.path,
-        )
+        want, got = keras.ops.convert_to_numpy(expected), keras.ops.convert_to_numpy(actual)
+        if mode.startswith("encoder"):
+            np.testing.assert_array_equal(got, want, err_msg=expected.path)  # measured: bit for bit
+        else:
+            # The recomputed decoder attention: measured 1.2e-7 at most (one float32 ulp at 1), absolute, since a
+            # weight near zero differs by far more than its own size relatively.
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=expected.path)
     # Two steps from the initial statistics moved them: the updates left the checkpoint (once per step, or the
     # moving averages above would differ from the plain model's).
     keras.utils.set_random_seed(3)
