@@ -131,7 +131,8 @@ def test_every_table_row_names_a_variant_and_rows_share_teachers():
     variants = ablations.selected_variants([table[0] for table in ablations.TABLES])
     assert variants[0] == "openseg"
     teachers = {ablations.VARIANTS[name].teacher_key for name in variants}
-    # The shared one + matching, self-attention, position codes, precision, the mask shape embedding, hue rotation.
+    # The shared one (also student_one_to_one's) + matching, self-attention, position codes, precision,
+    # the mask shape embedding, hue rotation.
     assert len(teachers) == 7
     assert ablations.selected_variants(["9"]) == ["openseg", "kp_0.25", "kp_0.5", "kp_0.75"]
 
@@ -159,6 +160,32 @@ def test_demo_size_is_the_full_demo_without_overlays():
     demo = ablations.SIZES["demo"]
     assert demo.overlay_images == 0
     assert dataclasses.replace(demo, overlay_images=SETTINGS["full"].overlay_images) == SETTINGS["full"]
+
+
+def test_teacher_and_student_match_masks_as_the_demos():
+    """A row's teacher and student use the demo's dice matchings (one-to-one, then the student's default max)."""
+    import types
+
+    from keras_openseg.demo import _Demo
+    from keras_openseg.demo import build_demo_backbone
+    from keras_openseg.models import OpenSegModel
+    from keras_openseg.models import OpenSegTeacher
+
+    _, _, demo_teacher_matching = build_demo_backbone(ablations.SIZES["default"], 8)
+    teacher = OpenSegTeacher.from_architecture("test_tiny")
+    demo_student = _Demo._start_from_teacher(types.SimpleNamespace(teacher=teacher), OpenSegModel)
+    row = ablations.VARIANTS["openseg"]
+    assert row.matching == demo_teacher_matching == "one_to_one"
+    assert ablations.student_task(row, 1.0) == {"matching": demo_student.matching, "alpha": 1.0}
+    assert demo_student.matching == "max"
+    # The two matching rows change one stage each.
+    assert ablations.VARIANTS["max_matching"].matching == "max"
+    assert ablations.student_task(ablations.VARIANTS["max_matching"], 1.0)["matching"] == "max"
+    assert ablations.student_task(ablations.VARIANTS["student_one_to_one"], 0.5) == {
+        "matching": "one_to_one",
+        "alpha": 0.5,
+    }
+    assert ablations.VARIANTS["student_one_to_one"].teacher_key == row.teacher_key  # shares the seed's teacher
 
 
 def test_word_types_are_disjoint():
