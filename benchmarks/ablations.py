@@ -533,6 +533,8 @@ def run(args):
         "tables": args.tables,
         "backend": keras.backend.backend(),
         "rows": {name: {} for name in variants},
+        # What each row trained: a stored run reads the same whatever later code calls its rows.
+        "variants": {name: dataclasses.asdict(VARIANTS[name]) for name in variants},
     }
     extractor, _ = shared["words"]("noun+adj")
     results["word_signal"] = word_signal(shared["builder"], extractor, size.batch_size)
@@ -719,9 +721,32 @@ def table_rows(results, rows):
     return out
 
 
+# A stored run without "variants" predates the students' max matching (2026-12-08).
+OLD_RUN_WARNING = (
+    "A run from before 2026-12-08: its students used the teacher's one-to-one matching (the demo's student uses "
+    "max),\nand its 'max matching' row changed the teacher and the student."
+)
+
+
+def changed_variants(results):
+    """Lines naming the rows of a stored run that were trained otherwise than the code now trains them."""
+    stored = results.get("variants")
+    if stored is None:
+        return [OLD_RUN_WARNING]
+    lines = []
+    for name, fields in stored.items():
+        current = dataclasses.asdict(VARIANTS[name]) if name in VARIANTS else None
+        if fields != current:
+            lines.append(f"Row {name!r} of this run was trained as {fields}; the code now trains {current}.")
+    return lines
+
+
 def format_tables(results):
     seeds = results["seeds"]
     lines = ["", "=" * 110, f"OpenSeg ablations on {results['size']['dataset']}, held_out, seeds {seeds}", "=" * 110]
+    changed = changed_variants(results)
+    if changed:
+        lines += [""] + changed
     for key, title, direction, rows in TABLES:
         if key not in results["tables"]:
             continue

@@ -101,6 +101,18 @@ def test_report_prints_a_stored_run(tmp_path, capsys):
         ablations.parse_args(["--report", str(tmp_path / "missing.json")])
 
 
+def test_report_names_rows_trained_otherwise():
+    results = _results({"openseg": [0.40, 0.50, 0.30], "per_pixel": [0.35, 0.46, 0.24]})
+    assert ablations.changed_variants(results) == [ablations.OLD_RUN_WARNING]  # stored before rows were recorded
+    assert ablations.OLD_RUN_WARNING in ablations.format_tables(results)
+    results["variants"] = {name: dataclasses.asdict(ablations.VARIANTS[name]) for name in ("openseg", "per_pixel")}
+    assert ablations.changed_variants(results) == []
+    assert "trained" not in ablations.format_tables(results).split("Table 4")[0]
+    results["variants"]["openseg"]["student_matching"] = "one_to_one"
+    (line,) = ablations.changed_variants(results)
+    assert line.startswith("Row 'openseg' of this run was trained as") and "'one_to_one'" in line
+
+
 def test_mean_std_skips_missing_values():
     assert ablations.mean_std([0.2, None, 0.4]) == pytest.approx((0.3, np.std([0.2, 0.4], ddof=1), 2))
     assert ablations.mean_std([None]) == (None, None, 0)
@@ -209,6 +221,7 @@ def test_quick_run_writes_every_row(tmp_path, shapes_data_dir):
     )
     stored = json.loads((output / "ablations.json").read_text())
     assert set(stored["rows"]) == set(ablations.VARIANTS)
+    assert ablations.changed_variants(stored) == []  # each row's variant is stored with it
     for name, runs in stored["rows"].items():
         assert set(runs) == {"0"}, name
         assert runs["0"]["miou"] is not None and 0.0 <= runs["0"]["miou"] <= 1.0, name
