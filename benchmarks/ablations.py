@@ -1,6 +1,6 @@
 """The paper's ablations in miniature on `openseg_shapes`: 3 seeds per row, mean +- std, in the paper's tables.
 
-    python benchmarks/ablations.py                          # tables 4, 5, 8, 9, 3.3, the demo's options: 66 min
+    python benchmarks/ablations.py                          # tables 4, 5, 8, 9, 3.3, the demo's options: 58 min
     python benchmarks/ablations.py --quick                  # smoke test of every row (tiny data, 2 steps, 1 seed)
     python benchmarks/ablations.py --tables shape           # the mask shape embedding's table (25 min)
     python benchmarks/ablations.py --tables colour          # hue rotation, colour words dropped (15 min)
@@ -243,7 +243,7 @@ SIZES = {
     # 5 teachers x 3 seeds took 103 minutes on 2 idle cores (TensorFlow), over the 90-minute aim; a student of
     # 340 steps costs ~84 s, a teacher with its pseudo labels ~60 s (31 s training, 29 s labelling 1,500 images).
     # 280 student steps and the bfloat16 row moved to its own table (the demo trains in float32) bring the
-    # default run under the aim: 65.8 minutes (benchmarks/README.md).
+    # default run under the aim: 58.1 minutes on the idle machine (16 rows, benchmarks/README.md).
     "default": DemoSettings(
         dataset="openseg_shapes/default",
         architecture="demo",
