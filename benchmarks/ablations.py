@@ -40,11 +40,12 @@ loaded from the teacher's preset). Runs before 2026-12-08 gave the students the 
   bound.
 
 A seed fixes a whole row (weights, input pipeline, word dropping), so rows of one seed differ only in what
-they change. Compare rows of one run: across runs the same seed's row has differed by up to 0.016 mIoU
-(benchmarks/README.md). The paper's own numbers are not printed: its tables were not available offline when this was
-written; each table states the paper's direction, each row's paired verdict against its reference row
-(higher / lower when every seed's difference has one sign and their mean exceeds their spread, else same), and
-whether that follows the paper (holds / not shown / opposite).
+they change. Committed code on an idle machine has reproduced a seed's row bit for bit across runs; compare
+rows of one run all the same (a run of uncommitted code differed by up to 0.016 mIoU, benchmarks/README.md).
+The paper's own numbers are not printed: its tables were not available offline when this was written; each
+table states the paper's direction, each row's paired verdict against its reference row (higher / lower when
+every seed's difference has one sign and their mean exceeds their spread, else same), and whether that follows
+the paper (holds / not shown / opposite).
 
 Writes `OUTPUT/ablations.json` (per row and seed: the metrics, per-class IoUs, seconds) and
 `OUTPUT/ablations.png` (bar chart with error bars); `--json` and `--figure` copy them elsewhere (the
